@@ -1,0 +1,29 @@
+"""The seed post's demo: five chunks one second apart, written with ``defer_in_time``."""
+
+from django.http import HttpRequest, HttpResponse
+
+from comet_server import defer_in_time
+
+
+def demo(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse("First content<br /> ")
+    return defer_in_time(response, 1, "/demo/stage1/")
+
+
+def stage1(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:
+    response = HttpResponse("stage1<br /> ")
+    return defer_in_time(response, 1, "/demo/stage2/")
+
+
+def stage2(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:
+    response = HttpResponse("stage2<br /> ")
+    return defer_in_time(response, 1, "/demo/stage3/")
+
+
+def stage3(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:
+    response = HttpResponse("stage3<br /> ")
+    return defer_in_time(response, 1, "/demo/last_stage4/")
+
+
+def last_stage4(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:
+    return HttpResponse("last_stage4<br /> ")

@@ -1,0 +1,9 @@
+"""URLs of the chat site."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("demo/", include("chatsite.demo.urls")),
+]

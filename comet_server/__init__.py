@@ -1,0 +1,38 @@
+"""comet_server: server push for synchronous Django on a libevent WSGI server.
+
+Public API for views::
+
+    from comet_server import publish, wait_for_events, defer_in_time, stream_events
+
+The names are imported lazily so that the server core works without Django.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from comet_server.hub import Event, Hub, get_hub, publish
+from comet_server.waits import Delivery, Sleep, WaitForEvents
+
+__all__ = [
+    "Delivery",
+    "Event",
+    "Hub",
+    "Sleep",
+    "WaitForEvents",
+    "defer_in_time",
+    "get_hub",
+    "publish",
+    "stream_events",
+    "wait_for_events",
+]
+
+_DJANGO_NAMES = {"defer_in_time", "wait_for_events", "stream_events", "DeferredResponse"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DJANGO_NAMES:
+        from comet_server import responses
+
+        return getattr(responses, name)
+    raise AttributeError(f"module 'comet_server' has no attribute {name!r}")

@@ -1,0 +1,280 @@
+"""The event hub: channels, a short history per channel, and waiters to wake.
+
+``publish`` records an event and wakes every waiter on its channel whose cursor is
+behind it.  Inside the comet server the wake-up runs on the event loop (the server
+installs a scheduler); elsewhere it runs at once on the publishing thread and wakes
+threads blocked in ``wait_blocking``.  A broker (Redis) may carry events between
+processes; it hands what it receives to ``deliver``.
+
+The history is a short buffer that closes the gap between "I looked" and "I wait";
+the durable record of an application (its database) stays the source of truth.
+This module knows nothing of HTTP, Django or libevent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from comet_server.waits import Delivery
+
+Scheduler = Callable[[Callable[[], None]], None]
+
+
+class Event:
+    """One published event.  ``cursor`` orders events of a channel; ``None`` marks a
+    signal (presence, typing...) that wakes current waiters but is not replayed."""
+
+    __slots__ = ("channel", "cursor", "payload", "_json")
+
+    def __init__(self, channel: str, payload: Any, cursor: int | None = None) -> None:
+        self.channel = channel
+        self.payload = payload
+        self.cursor = cursor
+        self._json: bytes | None = None
+
+    def to_json(self) -> bytes:
+        """The event as JSON, serialised once however many waiters it reaches."""
+        if self._json is None:
+            self._json = json.dumps(
+                {"channel": self.channel, "cursor": self.cursor, "payload": self.payload},
+                separators=(",", ":"),
+            ).encode()
+        return self._json
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Event:
+        obj = json.loads(data)
+        event = cls(obj["channel"], obj.get("payload"), obj.get("cursor"))
+        event._json = data if isinstance(data, bytes) else data.encode()
+        return event
+
+    def __repr__(self) -> str:
+        return f"Event({self.channel!r}, cursor={self.cursor!r})"
+
+
+class Broker(Protocol):
+    """Carries events between processes (see ``comet_server.redis_broker``)."""
+
+    def send(self, event: Event) -> None: ...
+
+    def wait_blocking(self, hub: Hub, channels: tuple[str, ...], after: int | None,
+                      timeout: float) -> Delivery: ...
+
+
+class Watch:
+    """A registered waiter; pass it to ``Hub.cancel`` to stop waiting."""
+
+    __slots__ = ("channels", "after", "deliver", "active", "key")
+
+    def __init__(self, channels: tuple[str, ...], after: int | None,
+                 deliver: Callable[[Delivery], None]) -> None:
+        self.channels = channels
+        self.after = after
+        self.deliver = deliver
+        self.active = True
+        self.key = (channels, after)
+
+
+def _wanted(events: Iterable[Event], after: int | None) -> list[Event]:
+    if after is None:
+        return list(events)
+    return [e for e in events if e.cursor is None or e.cursor > after]
+
+
+class Hub:
+    """Channels and their waiters, for one process."""
+
+    def __init__(self, history: int = 256, broker: Broker | None = None) -> None:
+        self._history_len = history
+        self._history: dict[str, deque[Event]] = {}
+        self._waiters: dict[str, set[Watch]] = {}
+        self._pending: list[Event] = []
+        self._lock = threading.RLock()
+        self._scheduler: Scheduler | None = None
+        self._dispatch_scheduled = False
+        self.broker = broker
+        self.published_total = 0
+        self.delivered_total = 0
+        self._ids = itertools.count(1)
+
+    # -- configuration -------------------------------------------------------------
+
+    def set_scheduler(self, scheduler: Scheduler | None) -> None:
+        """Run wake-ups through ``scheduler`` (the comet server's loop) from now on."""
+        with self._lock:
+            self._scheduler = scheduler
+            self._dispatch_scheduled = False
+
+    # -- publishing ----------------------------------------------------------------
+
+    def publish(self, channel: str, payload: Any = None, cursor: int | None = None) -> Event:
+        """Publish ``payload`` on ``channel``; through the broker when there is one."""
+        if not isinstance(channel, str) or not channel:
+            raise ValueError("channel must be a non-empty string")
+        if cursor is not None and not isinstance(cursor, int):
+            raise TypeError("cursor must be an int or None")
+        event = Event(channel, payload, cursor)
+        event.to_json()  # fail here, in the publisher, if the payload is not JSON-able
+        self.published_total += 1
+        if self.broker is not None:
+            self.broker.send(event)
+        else:
+            self.deliver(event)
+        return event
+
+    def deliver(self, event: Event) -> None:
+        """Take an event into this process: remember it and wake its waiters."""
+        with self._lock:
+            if event.cursor is not None:
+                history = self._history.get(event.channel)
+                if history is None:
+                    history = self._history[event.channel] = deque(maxlen=self._history_len)
+                history.append(event)
+            self._pending.append(event)
+            if self._scheduler is None:
+                self._dispatch_locked()
+                return
+            if self._dispatch_scheduled:
+                return
+            self._dispatch_scheduled = True
+            scheduler = self._scheduler
+        scheduler(self._dispatch)
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            self._dispatch_scheduled = False
+            self._dispatch_locked()
+
+    def _dispatch_locked(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        by_channel: dict[str, list[Event]] = {}
+        for event in pending:
+            by_channel.setdefault(event.channel, []).append(event)
+        memo: dict[Any, Any] = {}
+        woken: dict[Watch, list[Event]] = {}
+        for channel, events in by_channel.items():
+            for watch in tuple(self._waiters.get(channel, ())):
+                wanted = _wanted(events, watch.after)
+                if wanted:
+                    woken.setdefault(watch, []).extend(wanted)
+        # Waiters with the same channels and cursor share one events list, so a
+        # renderer that memoises on it does its work once for all of them.
+        shared: dict[Any, list[Event]] = {}
+        for watch, events in woken.items():
+            self._remove(watch)
+            key = (watch.key, tuple(id(e) for e in events))
+            events = shared.setdefault(key, events)
+            self.delivered_total += 1
+            watch.deliver(Delivery(events, memo))
+
+    # -- waiting -------------------------------------------------------------------
+
+    def events_after(self, channels: Iterable[str], after: int | None) -> list[Event]:
+        """Events still in the history of ``channels`` with a cursor past ``after``."""
+        if after is None:
+            return []
+        found: list[Event] = []
+        with self._lock:
+            for channel in channels:
+                found.extend(e for e in self._history.get(channel, ()) if e.cursor > after)
+        found.sort(key=lambda e: e.cursor)
+        return found
+
+    def watch(self, channels: tuple[str, ...], after: int | None,
+              deliver: Callable[[Delivery], None]) -> Watch | None:
+        """Call ``deliver`` once when events past ``after`` arrive on ``channels``.
+
+        Returns ``None`` after delivering at once when the history already has some.
+        """
+        with self._lock:
+            ready = self.events_after(channels, after)
+            if ready:
+                deliver(Delivery(ready))
+                return None
+            watch = Watch(channels, after, deliver)
+            for channel in channels:
+                waiters = self._waiters.get(channel)
+                if waiters is None:
+                    waiters = self._waiters[channel] = set()
+                waiters.add(watch)
+            return watch
+
+    def cancel(self, watch: Watch | None) -> None:
+        """Stop waiting (timeout, disconnect); harmless if already woken."""
+        if watch is not None and watch.active:
+            with self._lock:
+                self._remove(watch)
+
+    def _remove(self, watch: Watch) -> None:
+        watch.active = False
+        for channel in watch.channels:
+            waiters = self._waiters.get(channel)
+            if waiters is not None:
+                waiters.discard(watch)
+                if not waiters:
+                    del self._waiters[channel]
+
+    def wake_all(self) -> None:
+        """Answer every waiter with no events (shutdown, broker reconnect): they re-poll."""
+        with self._lock:
+            watches = {w for waiters in self._waiters.values() for w in waiters}
+            memo: dict[Any, Any] = {}
+            empty: list[Event] = []
+            for watch in watches:
+                self._remove(watch)
+                watch.deliver(Delivery(empty, memo))
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len({w for waiters in self._waiters.values() for w in waiters})
+
+    def wait_blocking(self, channels: tuple[str, ...], after: int | None,
+                      timeout: float) -> Delivery:
+        """Block the calling thread until events or timeout (servers without comet)."""
+        if self.broker is not None:
+            return self.broker.wait_blocking(self, channels, after, timeout)
+        done = threading.Event()
+        box: list[Delivery] = []
+
+        def deliver(delivery: Delivery) -> None:
+            box.append(delivery)
+            done.set()
+
+        watch = self.watch(channels, after, deliver)
+        if not done.wait(timeout):
+            self.cancel(watch)
+        return box[0] if box else Delivery([])
+
+
+_default_hub: Hub | None = None
+_default_lock = threading.Lock()
+
+
+def get_hub() -> Hub:
+    """The process's hub, made on first use (with the configured broker, if any)."""
+    global _default_hub
+    if _default_hub is None:
+        with _default_lock:
+            if _default_hub is None:
+                from comet_server.settings import make_broker
+
+                _default_hub = Hub(broker=make_broker())
+    return _default_hub
+
+
+def set_hub(hub: Hub | None) -> None:
+    """Replace the process's hub (tests, servers that build their own)."""
+    global _default_hub
+    _default_hub = hub
+
+
+def publish(channel: str, payload: Any = None, cursor: int | None = None) -> Event:
+    """Publish an event on ``channel`` through the process's hub."""
+    return get_hub().publish(channel, payload, cursor)

@@ -1,0 +1,184 @@
+"""Django responses that the comet server finishes later: the public comet API for views.
+
+- ``defer_in_time(response, seconds, url)``: send ``response`` now as the first chunk,
+  then after ``seconds`` call the view found for ``url`` with ``response_prev``.
+- ``wait_for_events(channels, after=..., timeout=..., render=...)``: a long-poll that
+  answers with ``render(events)`` once events arrive (an empty list on timeout).
+- ``stream_events(...)``: an open chunked stream, one chunk per batch of events.
+
+Under ``runcomet`` no thread is held while waiting.  Under any other server the same
+response blocks the thread serving it, so views stay portable and testable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.urls import resolve
+
+from comet_server.hub import Event, get_hub
+from comet_server.waits import CometCoroutine, Delivery, Sleep, WaitForEvents, iterate_blocking
+
+Renderer = Callable[[list[Event]], Any]
+
+
+class DeferredResponse(StreamingHttpResponse):
+    """A response whose body is produced by a comet coroutine.
+
+    The comet server drives ``comet_coroutine()`` without holding a thread; any other
+    server iterates the response, which runs the coroutine blocking.
+    """
+
+    def __init__(self, coroutine_factory: Callable[[HttpRequest | None], CometCoroutine],
+                 *args: Any, **kwargs: Any) -> None:
+        self._wrapped = None
+        super().__init__((), *args, **kwargs)
+        self._coroutine_factory = coroutine_factory
+        self._wrapped: Iterator[bytes] | None = None
+        self.is_async = False
+        self.comet_request: HttpRequest | None = None
+
+    def comet_coroutine(self) -> CometCoroutine:
+        if self._wrapped is not None:
+            raise TypeError("a middleware replaced this DeferredResponse's streaming_content "
+                            "(GZipMiddleware?); the comet server cannot suspend it")
+        return self._coroutine_factory(self.comet_request)
+
+    @property
+    def streaming_content(self) -> Iterator[bytes]:  # type: ignore[override]
+        if self._wrapped is not None:
+            return self._wrapped
+        return iterate_blocking(self._coroutine_factory(self.comet_request), get_hub())
+
+    @streaming_content.setter
+    def streaming_content(self, value: Iterable[bytes]) -> None:
+        # Django's test client wraps the content to close the response at the end.
+        self._wrapped = None if value == () else iter(value)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.streaming_content
+
+    @property
+    def content(self) -> bytes:  # type: ignore[override]
+        """The whole body, waiting for it (handy in tests with Django's test client)."""
+        return b"".join(self.streaming_content)
+
+
+def _body(result: Any) -> bytes:
+    """The bytes of a view's or renderer's result."""
+    if isinstance(result, HttpResponse):
+        return result.content
+    if isinstance(result, StreamingHttpResponse):
+        return b"".join(result.streaming_content)
+    if isinstance(result, str):
+        return result.encode()
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return bytes(result)
+    raise TypeError(f"cannot make a response body of {type(result).__name__}")
+
+
+class _TimedStep:
+    """The deferral made by ``defer_in_time``: first response, then wait, then url."""
+
+    __slots__ = ("response", "seconds", "url")
+
+    def __init__(self, response: HttpResponse, seconds: float, url: str) -> None:
+        self.response, self.seconds, self.url = response, seconds, url
+
+
+def defer_in_time(response: HttpResponse, seconds: float, url: str) -> DeferredResponse:
+    """Send ``response`` at once, then after ``seconds`` continue with the view for ``url``.
+
+    That view is called as ``view(request, *args, response_prev=response, **kwargs)``;
+    its body is the next chunk.  If it returns another ``defer_in_time`` the chain goes
+    on, otherwise the stream ends.  Needs ``comet_server.middleware.CometMiddleware``.
+    """
+    step = _TimedStep(response, float(seconds), url)
+    Sleep(step.seconds)  # validates seconds now, in the view
+
+    def chain(request: HttpRequest | None) -> CometCoroutine:
+        if request is None:
+            raise RuntimeError("defer_in_time needs comet_server.middleware.CometMiddleware "
+                               "in MIDDLEWARE to know the request")
+        current: _TimedStep | None = step
+        while current is not None:
+            yield _body(current.response)
+            yield Sleep(current.seconds)
+            match = resolve(current.url.split("?", 1)[0])
+            result = match.func(request, *match.args, response_prev=current.response,
+                                **match.kwargs)
+            current = getattr(result, "comet_step", None)
+            if current is None:
+                yield _body(result)
+
+    deferred = DeferredResponse(chain, status=response.status_code)
+    for name, value in response.items():
+        deferred.headers[name] = value
+    deferred.cookies = response.cookies
+    deferred.comet_step = step
+    return deferred
+
+
+def _render_once(delivery: Delivery, render: Renderer, key: Any) -> bytes:
+    """Render a delivery, sharing the bytes with every waiter woken alongside."""
+    memo_key = (render, key, id(delivery.events))
+    body = delivery.memo.get(memo_key)
+    if body is None:
+        body = delivery.memo[memo_key] = _body(render(delivery.events))
+    return body
+
+
+def _channels(channels: str | Iterable[str]) -> tuple[str, ...]:
+    return (channels,) if isinstance(channels, str) else tuple(channels)
+
+
+def wait_for_events(channels: str | Iterable[str], *, after: int | None, render: Renderer,
+                    timeout: float = 25.0, content_type: str = "application/json",
+                    status: int = 200) -> DeferredResponse:
+    """A long-poll: park until events past ``after`` arrive on ``channels`` or ``timeout``.
+
+    ``render(events)`` (an ``HttpResponse``, ``bytes`` or ``str``) gives the body; it gets
+    an empty list on timeout.  Waiters woken by the same publish with the same cursor
+    share one call to ``render``, so pass a module-level function, not a fresh lambda.
+    """
+    wait = WaitForEvents(_channels(channels), after, float(timeout))
+
+    def poll(request: HttpRequest | None) -> CometCoroutine:
+        delivery = yield wait
+        yield _render_once(delivery, render, (wait.channels, wait.after))
+
+    return DeferredResponse(poll, status=status, content_type=content_type)
+
+
+def stream_events(channels: str | Iterable[str], *, after: int | None, render: Renderer,
+                  first: bytes = b"", duration: float = 300.0, heartbeat: float = 25.0,
+                  heartbeat_chunk: bytes = b"\n",
+                  content_type: str = "text/plain; charset=utf-8") -> DeferredResponse:
+    """An open chunked stream: ``first``, then ``render(events)`` per batch of events.
+
+    The cursor moves past each batch.  Every ``heartbeat`` seconds without events
+    ``heartbeat_chunk`` is sent (proxies keep the stream open); after ``duration``
+    seconds the stream ends and the client reconnects from its last cursor.
+    """
+    names = _channels(channels)
+
+    def stream(request: HttpRequest | None) -> CometCoroutine:
+        import time
+
+        cursor = after
+        deadline = time.monotonic() + duration
+        if first:
+            yield first
+        while (left := deadline - time.monotonic()) > 0:
+            delivery = yield WaitForEvents(names, cursor, min(heartbeat, left))
+            if delivery.events:
+                yield _render_once(delivery, render, (names, cursor))
+                cursors = [e.cursor for e in delivery.events if e.cursor is not None]
+                if cursors:
+                    cursor = max(cursors + ([cursor] if cursor is not None else []))
+            elif heartbeat_chunk:
+                yield heartbeat_chunk
+
+    return DeferredResponse(stream, content_type=content_type)
