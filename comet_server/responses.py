@@ -3,7 +3,7 @@
 - ``defer_in_time(response, seconds, url)``: send ``response`` now as the first chunk,
   then after ``seconds`` call the view found for ``url`` with ``response_prev``.
 - ``wait_for_events(channels, after=..., timeout=..., render=...)``: a long-poll that
-  answers with ``render(events)`` once events arrive (an empty list on timeout).
+  answers with ``render(events, after)`` once events arrive (an empty list on timeout).
 - ``stream_events(...)``: an open chunked stream, one chunk per batch of events.
 
 Under ``runcomet`` no thread is held while waiting.  Under any other server the same
@@ -21,7 +21,7 @@ from django.urls import resolve
 from comet_server.hub import Event, get_hub
 from comet_server.waits import CometCoroutine, Delivery, Sleep, WaitForEvents, iterate_blocking
 
-Renderer = Callable[[list[Event]], Any]
+Renderer = Callable[[list[Event], Any], Any]
 
 
 class DeferredResponse(StreamingHttpResponse):
@@ -121,12 +121,13 @@ def defer_in_time(response: HttpResponse, seconds: float, url: str) -> DeferredR
     return deferred
 
 
-def _render_once(delivery: Delivery, render: Renderer, key: Any) -> bytes:
+def _render_once(delivery: Delivery, render: Renderer, channels: tuple[str, ...],
+                 after: int | None) -> bytes:
     """Render a delivery, sharing the bytes with every waiter woken alongside."""
-    memo_key = (render, key, id(delivery.events))
+    memo_key = (render, channels, after, id(delivery.events))
     body = delivery.memo.get(memo_key)
     if body is None:
-        body = delivery.memo[memo_key] = _body(render(delivery.events))
+        body = delivery.memo[memo_key] = _body(render(delivery.events, after))
     return body
 
 
@@ -139,15 +140,15 @@ def wait_for_events(channels: str | Iterable[str], *, after: int | None, render:
                     status: int = 200) -> DeferredResponse:
     """A long-poll: park until events past ``after`` arrive on ``channels`` or ``timeout``.
 
-    ``render(events)`` (an ``HttpResponse``, ``bytes`` or ``str``) gives the body; it gets
-    an empty list on timeout.  Waiters woken by the same publish with the same cursor
+    ``render(events, after)`` (returning an ``HttpResponse``, ``bytes`` or ``str``) gives
+    the body; ``events`` is an empty list on timeout.  Waiters woken by the same publish with the same cursor
     share one call to ``render``, so pass a module-level function, not a fresh lambda.
     """
     wait = WaitForEvents(_channels(channels), after, float(timeout))
 
     def poll(request: HttpRequest | None) -> CometCoroutine:
         delivery = yield wait
-        yield _render_once(delivery, render, (wait.channels, wait.after))
+        yield _render_once(delivery, render, wait.channels, wait.after)
 
     return DeferredResponse(poll, status=status, content_type=content_type)
 
@@ -156,7 +157,7 @@ def stream_events(channels: str | Iterable[str], *, after: int | None, render: R
                   first: bytes = b"", duration: float = 300.0, heartbeat: float = 25.0,
                   heartbeat_chunk: bytes = b"\n",
                   content_type: str = "text/plain; charset=utf-8") -> DeferredResponse:
-    """An open chunked stream: ``first``, then ``render(events)`` per batch of events.
+    """An open chunked stream: ``first``, then ``render(events, cursor)`` per batch.
 
     The cursor moves past each batch.  Every ``heartbeat`` seconds without events
     ``heartbeat_chunk`` is sent (proxies keep the stream open); after ``duration``
@@ -174,7 +175,7 @@ def stream_events(channels: str | Iterable[str], *, after: int | None, render: R
         while (left := deadline - time.monotonic()) > 0:
             delivery = yield WaitForEvents(names, cursor, min(heartbeat, left))
             if delivery.events:
-                yield _render_once(delivery, render, (names, cursor))
+                yield _render_once(delivery, render, names, cursor)
                 cursors = [e.cursor for e in delivery.events if e.cursor is not None]
                 if cursors:
                     cursor = max(cursors + ([cursor] if cursor is not None else []))
