@@ -66,7 +66,7 @@ class Delivery:
     memo: dict[Any, Any] = field(default_factory=dict)
 
 
-CometCoroutine = Generator[Union[bytes, Wait], Any, None]
+CometCoroutine = Generator[bytes | Wait, Any, None]
 
 
 def iterate_blocking(coroutine: CometCoroutine, hub: Hub) -> Iterator[bytes]:

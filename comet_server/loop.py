@@ -1,0 +1,218 @@
+"""A small event loop over libevent's ``event_base``: timers, fd readers, call_soon.
+
+Callbacks cross into C through a fixed set of CFUNCTYPE objects made once for the
+life of the loop; ``void *arg`` carries an integer id looked up in a dict, never a
+Python object pointer (a collected callback object would crash the process).  Every
+callback is wrapped: ctypes would swallow an exception, so we log it, and a fatal one
+(SystemExit, KeyboardInterrupt) breaks the loop and is raised again from ``run``.
+Knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import signal
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from ctypes import byref
+
+from comet_server import ctypes_event as ev
+
+log = logging.getLogger("comet_server.loop")
+
+
+class Timer:
+    """A one-shot timer; ``cancel()`` before it fires to drop it."""
+
+    __slots__ = ("_loop", "_id", "_event")
+
+    def __init__(self, loop: EventLoop, timer_id: int, event: int) -> None:
+        self._loop, self._id, self._event = loop, timer_id, event
+
+    def cancel(self) -> None:
+        if self._event:
+            self._loop._drop(self._id, self._event)
+            self._event = 0
+
+
+class EventLoop:
+    """One libevent base and the Python callbacks registered on it."""
+
+    def __init__(self) -> None:
+        self.base = ev.event_base_new()
+        if not self.base:
+            raise OSError("event_base_new failed")
+        self._handlers: dict[int, tuple[Callable[[], None], bool]] = {}
+        self._events: dict[int, int] = {}
+        self._ids = itertools.count(1)
+        self._common_timeouts: dict[float, object] = {}
+        self._fatal: BaseException | None = None
+        self._thread_id: int | None = None
+        self._event_cb = ev.event_callback_fn(self._on_event)  # lives as long as the loop
+        # call_soon: a queue, an event to activate from the loop thread, and a
+        # socketpair that other threads write to (libevent here is not thread-safe).
+        self._soon: deque[Callable[[], None]] = deque()
+        self._soon_id = next(self._ids)
+        self._handlers[self._soon_id] = (self._run_soon, True)
+        self._soon_event = ev.event_new(self.base, -1, ev.EV_PERSIST, self._event_cb, self._soon_id)
+        self._events[self._soon_id] = self._soon_event
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.add_reader(self._wake_r.fileno(), self._drain_wakeups)
+        self._signal_handlers: dict[int, Callable[[], None]] = {}
+
+    # -- callbacks from C ---------------------------------------------------------
+
+    def _on_event(self, fd: int, what: int, arg: int | None) -> None:
+        try:
+            entry = self._handlers.get(arg or 0)
+            if entry is None:
+                return
+            fn, persistent = entry
+            if not persistent:
+                self._drop(arg or 0, self._events.get(arg or 0, 0))
+            fn()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            self._fatal = exc
+            ev.event_base_loopbreak(self.base)
+        except BaseException:
+            log.exception("error in event loop callback")
+
+    def _drop(self, handler_id: int, event: int) -> None:
+        self._handlers.pop(handler_id, None)
+        self._events.pop(handler_id, None)
+        if event:
+            ev.event_free(event)  # event_free also removes a pending event
+
+    # -- timers ---------------------------------------------------------------------
+
+    def _timeval(self, seconds: float) -> object:
+        """A common-timeout timeval for durations used repeatedly (O(1) queues)."""
+        tv = self._common_timeouts.get(seconds)
+        if tv is None:
+            if len(self._common_timeouts) < 200:
+                raw = ev.timeval.of(seconds)
+                tv = ev.event_base_init_common_timeout(self.base, byref(raw))
+                self._common_timeouts[seconds] = tv
+            else:
+                tv = byref(ev.timeval.of(seconds))
+        return tv
+
+    def call_later(self, seconds: float, fn: Callable[[], None]) -> Timer:
+        """Call ``fn`` once after ``seconds`` (loop thread only)."""
+        handler_id = next(self._ids)
+        event = ev.event_new(self.base, -1, 0, self._event_cb, handler_id)
+        if not event:
+            raise MemoryError("event_new failed")
+        self._handlers[handler_id] = (fn, False)
+        self._events[handler_id] = event
+        ev.event_add(event, self._timeval(max(0.0, seconds)))
+        return Timer(self, handler_id, event)
+
+    # -- readers --------------------------------------------------------------------
+
+    def add_reader(self, fd: int, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn`` whenever ``fd`` is readable; returns a function that stops it."""
+        handler_id = next(self._ids)
+        event = ev.event_new(self.base, fd, ev.EV_READ | ev.EV_PERSIST, self._event_cb, handler_id)
+        if not event:
+            raise OSError(f"event_new failed for fd {fd}")
+        self._handlers[handler_id] = (fn, True)
+        self._events[handler_id] = event
+        ev.event_add(event, None)
+
+        def remove() -> None:
+            if handler_id in self._handlers:
+                self._drop(handler_id, event)
+
+        return remove
+
+    # -- call_soon ------------------------------------------------------------------
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop thread at its next turn; safe from any thread."""
+        self._soon.append(fn)
+        if threading.get_ident() == self._thread_id:
+            ev.event_active(self._soon_event, ev.EV_READ, 0)
+        else:
+            try:
+                self._wake_w.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass  # a wake-up is already pending
+
+    def _run_soon(self) -> None:
+        for _ in range(len(self._soon)):
+            fn = self._soon.popleft()
+            try:
+                fn()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                log.exception("error in call_soon callback")
+
+    def _drain_wakeups(self) -> None:
+        data = b""
+        try:
+            while chunk := self._wake_r.recv(4096):
+                data += chunk
+        except (BlockingIOError, InterruptedError):
+            pass
+        # call_soon writes zero bytes; Python's C-level signal handler writes the
+        # signal number (signal.set_wakeup_fd).
+        for signum in {b for b in data if b}:
+            handler = self._signal_handlers.get(signum)
+            if handler is not None:
+                handler()
+        self._run_soon()
+
+    # -- signals --------------------------------------------------------------------
+
+    def add_signal_handler(self, signum: int, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop when ``signum`` arrives (main thread only).
+
+        Python's C handler writes the signal number to the wake-up socket, so the
+        loop wakes even while it sleeps inside libevent.
+        """
+        self._signal_handlers[signum] = fn
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signum, lambda sig, frame: None)
+
+    # -- running --------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until ``stop()``; re-raise a fatal exception from a callback."""
+        self._thread_id = threading.get_ident()
+        self._fatal = None
+        ev.event_base_dispatch(self.base)
+        if self._fatal is not None:
+            fatal, self._fatal = self._fatal, None
+            raise fatal
+
+    def stop(self, after: float = 0.0) -> None:
+        """Leave ``run()`` (after ``after`` seconds, letting pending writes go out)."""
+        if after > 0:
+            ev.event_base_loopexit(self.base, byref(ev.timeval.of(after)))
+        else:
+            ev.event_base_loopbreak(self.base)
+
+    def close(self) -> None:
+        """Free every event and the base (after run() has returned)."""
+        if self._signal_handlers:
+            signal.set_wakeup_fd(-1)
+            for signum in self._signal_handlers:
+                signal.signal(signum, signal.SIG_DFL)
+        for handler_id, event in list(self._events.items()):
+            self._drop(handler_id, event)
+        ev.event_base_free(self.base)
+        self.base = None
+        self._wake_r.close()
+        self._wake_w.close()
+
+    @property
+    def in_loop_thread(self) -> bool:
+        return threading.get_ident() == self._thread_id
+

@@ -1,0 +1,34 @@
+"""Run a WSGI application on the comet server: one process, or a supervised pre-fork."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from comet_server.hub import get_hub
+from comet_server.http_server import CometServer, ServerConfig, WSGIApp, listen
+
+
+def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: int = 1,
+          announce: Callable[[int], None] | None = None) -> None:
+    """Listen on host:port and serve ``app`` until SIGTERM/SIGINT."""
+    sock = listen(host, port)
+    bound_port = sock.getsockname()[1]
+    if workers > 1:
+        from comet_server.prefork import Supervisor
+
+        Supervisor(app, sock, config=config, workers=workers).run(announce)
+        return
+    if announce is not None:
+        announce(bound_port)
+    serve_socket(app, sock, config=config)
+
+
+def serve_socket(app: WSGIApp, sock: object, *, config: ServerConfig) -> None:
+    """Serve on an already listening socket in this process."""
+    hub = get_hub()
+    server = CometServer(app, sock, hub=hub, config=config)  # type: ignore[arg-type]
+    broker = hub.broker
+    if broker is not None and hasattr(broker, "attach"):
+        broker.attach(server.loop, hub)
+    server.serve_forever(handle_signals=threading.current_thread() is threading.main_thread())

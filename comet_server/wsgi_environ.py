@@ -1,0 +1,78 @@
+"""Build a PEP 3333 environ from the parts of a parsed HTTP request.
+
+Pure functions, no I/O and no libevent: the server hands in bytes it read off the
+request, and gets back the dict a WSGI application expects.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterable
+from urllib.parse import unquote_to_bytes
+
+# Headers that are not turned into HTTP_* keys.
+_SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """(path, query) of a request target; absolute-form targets lose scheme and host."""
+    if target.startswith((b"http://", b"https://")):
+        rest = target.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        target = rest[slash:] if slash >= 0 else b"/"
+    path, _, query = target.partition(b"?")
+    path = path.partition(b"#")[0]
+    return path or b"/", query.partition(b"#")[0]
+
+
+def build_environ(
+    *,
+    method: str,
+    target: bytes,
+    version: tuple[int, int],
+    headers: Iterable[tuple[bytes, bytes]],
+    body: bytes,
+    remote: tuple[str, int],
+    server: tuple[str, int],
+    multiprocess: bool,
+    url_scheme: str = "http",
+) -> dict:
+    """The WSGI environ for one request (native strings are latin-1 decoded)."""
+    path, query = split_target(target)
+    environ: dict = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+        "QUERY_STRING": query.decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": f"HTTP/{version[0]}.{version[1]}",
+        "REMOTE_ADDR": remote[0],
+        "REMOTE_PORT": str(remote[1]),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+    }
+    for raw_name, raw_value in headers:
+        lower = raw_name.lower()
+        if b"_" in lower:
+            continue  # X_Forwarded_For would collide with X-Forwarded-For: drop it
+        value = raw_value.decode("latin-1")
+        key = _SPECIAL.get(lower)
+        if key is None:
+            key = "HTTP_" + lower.decode("latin-1").upper().replace("-", "_")
+        if key in environ:
+            separator = "; " if key == "HTTP_COOKIE" else ", "
+            environ[key] = environ[key] + separator + value
+        else:
+            environ[key] = value
+    # libevent has already de-chunked the body: tell the application its real length.
+    if body or "CONTENT_LENGTH" in environ:
+        environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    return environ

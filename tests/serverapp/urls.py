@@ -1,0 +1,17 @@
+from django.urls import include, path
+
+from tests.serverapp import views
+
+urlpatterns = [
+    path("hello", views.hello),
+    path("echo", views.echo),
+    path("echo/<path:rest>", views.echo),
+    path("wait/<str:channel>", views.wait),
+    path("pub/<str:channel>", views.pub),
+    path("stream/<str:channel>", views.stream),
+    path("boom", views.boom),
+    path("boom-midstream", views.boom_midstream),
+    path("plain-stream", views.plain_stream),
+    path("sleepy", views.sleepy),
+    path("demo/", include("chatsite.demo.urls")),
+]

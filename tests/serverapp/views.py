@@ -1,0 +1,78 @@
+"""Views that exercise every path of the comet server."""
+
+import json
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from comet_server import publish, stream_events, wait_for_events
+from comet_server.responses import DeferredResponse
+from comet_server.waits import Sleep
+
+
+def hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(b"hello", content_type="text/plain")
+
+
+@csrf_exempt
+def echo(request: HttpRequest) -> JsonResponse:
+    meta = {k: v for k, v in request.META.items() if isinstance(v, str)}
+    return JsonResponse({"method": request.method, "path": request.path,
+                         "body_len": len(request.body), "meta": meta,
+                         "get": request.GET.dict()})
+
+
+def render_events(events, after):
+    return JsonResponse({"events": [{"cursor": e.cursor, "payload": e.payload} for e in events],
+                         "after": after})
+
+
+def wait(request: HttpRequest, channel: str) -> HttpResponse:
+    after = request.GET.get("after")
+    timeout = float(request.GET.get("timeout", "20"))
+    return wait_for_events([channel], after=int(after) if after else None,
+                           render=render_events, timeout=timeout)
+
+
+@csrf_exempt
+def pub(request: HttpRequest, channel: str) -> JsonResponse:
+    cursor = request.GET.get("cursor")
+    event = publish(channel, json.loads(request.body or b"null"),
+                    cursor=int(cursor) if cursor else None)
+    return JsonResponse({"cursor": event.cursor})
+
+
+def render_chunk(events, cursor):
+    return "".join(f"{e.cursor}:{json.dumps(e.payload)}\n" for e in events)
+
+
+def stream(request: HttpRequest, channel: str) -> HttpResponse:
+    return stream_events([channel], after=None, render=render_chunk, first=b"open\n",
+                         duration=float(request.GET.get("duration", "30")), heartbeat=10)
+
+
+def boom(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("boom in the view")
+
+
+def boom_midstream(request: HttpRequest) -> HttpResponse:
+    def coroutine(req):
+        yield b"first part"
+        yield Sleep(0.2)
+        raise RuntimeError("boom after the headers")
+
+    return DeferredResponse(coroutine, content_type="text/plain")
+
+
+def plain_stream(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse((b"part%d;" % i for i in range(3)), content_type="text/plain")
+
+
+def sleepy(request: HttpRequest) -> HttpResponse:
+    seconds = float(request.GET.get("s", "30"))
+
+    def coroutine(req):
+        yield Sleep(seconds)
+        yield b"slept"
+
+    return DeferredResponse(coroutine, content_type="text/plain")
