@@ -307,6 +307,10 @@ class Exchange:
             declared = self._declared_length()
             if declared is not None and declared != len(data) and self.method != "HEAD":
                 raise ValueError(f"Content-Length {declared} but the body has {len(data)} bytes")
+            if self.method == "HEAD" and declared is None:
+                # evhttp sends no body for HEAD; still say how long it would be.
+                ev.evhttp_add_header(ev.evhttp_request_get_output_headers(self.req),
+                                     b"Content-Length", str(len(data)).encode())
             buf = ev.evbuffer_new()
             if data:
                 ev.evbuffer_add(buf, data, len(data))
