@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "comet_server",
     "chatsite.demo",
+    "chatsite.rooms",
 ]
 
 MIDDLEWARE = [

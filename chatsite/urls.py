@@ -6,4 +6,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("demo/", include("chatsite.demo.urls")),
+    path("", include("chatsite.rooms.urls")),
 ]

@@ -1,0 +1,1 @@
+"""The chat rooms app: rooms, messages, presence, and their long-poll API."""

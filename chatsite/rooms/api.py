@@ -1,0 +1,137 @@
+"""The JSON API of the chat: post, read older, long-poll updates, typing and leaving.
+
+This is the contract for other clients too; see README in this package.
+"""
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from chatsite.rooms import conf, services, updates
+from chatsite.rooms.channels import LOBBY, room_channel
+from chatsite.rooms.identity import current_nick, current_user, remember_nick
+from chatsite.rooms.models import Room
+from chatsite.rooms.validation import clean_nick, clean_text, parse_cursor
+from comet_server import wait_for_events
+
+
+def _error(message: str, status: int = 400) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _no_room() -> JsonResponse:
+    return _error("No such room.", 404)
+
+
+def _room(slug: str) -> Room | None:
+    return Room.objects.filter(slug=slug).first()
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def messages(request: HttpRequest, slug: str) -> HttpResponse:
+    """GET: older messages (``?before=<id>``); POST: a new message (201)."""
+    room = _room(slug)
+    if room is None:
+        return _no_room()
+    if request.method == "POST":
+        return _post(request, room)
+    return _older(request, room)
+
+
+def _post(request: HttpRequest, room: Room) -> JsonResponse:
+    try:
+        text = clean_text(request.POST.get("text"))
+        nick = current_nick(request)
+        if nick is None:
+            nick = clean_nick(request.POST.get("nick"))
+            remember_nick(request, nick)
+        message = services.post_message(room, nick, text, user=current_user(request))
+    except ValueError as exc:
+        return _error(str(exc))
+    return JsonResponse(message.as_json(), status=201)
+
+
+def _older(request: HttpRequest, room: Room) -> JsonResponse:
+    rows = room.messages.order_by("-id")
+    before = request.GET.get("before")
+    if before is not None:
+        try:
+            rows = rows.filter(id__lt=parse_cursor(before))
+        except ValueError as exc:
+            return _error(f"before: {exc}")
+    page = list(rows[:conf.PAGE_SIZE + 1])
+    return JsonResponse({
+        "messages": [m.as_json() for m in reversed(page[:conf.PAGE_SIZE])],
+        "has_more": len(page) > conf.PAGE_SIZE,
+    })
+
+
+def _after(request: HttpRequest) -> int | JsonResponse:
+    try:
+        return parse_cursor(request.GET.get("after"))
+    except ValueError as exc:
+        return _error(f"after: {exc}")
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_GET
+def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
+    """Long-poll: messages after ``after`` at once if any, else park until an event."""
+    after = _after(request)
+    if isinstance(after, JsonResponse):
+        return after
+    room = _room(slug)
+    if room is None:
+        return _no_room()
+    nick = current_nick(request)
+    if nick is not None:
+        services.join(room, nick)
+    pending = updates.messages_after(room.id, after)
+    if pending:
+        body = updates.room_answer(room.id, after, pending)
+        return _no_store(HttpResponse(body, content_type="application/json"))
+    return _no_store(wait_for_events(
+        [room_channel(room.slug)], after=after, render=updates.RoomUpdates(room.id),
+        timeout=conf.poll_timeout()))
+
+
+@require_GET
+def lobby_updates(request: HttpRequest) -> HttpResponse:
+    """Long-poll of the room list: a snapshot at once if messages were posted since
+    ``after`` (the latest message id the page knows), else when something changes."""
+    after = _after(request)
+    if isinstance(after, JsonResponse):
+        return after
+    if updates.latest_message_id() > after:
+        return _no_store(HttpResponse(updates.lobby_answer(after),
+                                      content_type="application/json"))
+    return _no_store(wait_for_events([LOBBY], after=after, render=updates.render_lobby,
+                                     timeout=conf.poll_timeout()))
+
+
+@require_POST
+def typing(request: HttpRequest, slug: str) -> HttpResponse:
+    """Signal that this visitor is typing (204); pages show it for a few seconds."""
+    room = _room(slug)
+    if room is None:
+        return _no_room()
+    nick = current_nick(request)
+    if nick is None:
+        return _error("Choose a name first.")
+    services.signal_typing(room, nick)
+    return HttpResponse(status=204)
+
+
+@require_POST
+def leave(request: HttpRequest, slug: str) -> HttpResponse:
+    """The page is going away (sendBeacon on pagehide): drop this visitor's presence."""
+    room = _room(slug)
+    if room is None:
+        return _no_room()
+    nick = current_nick(request)
+    if nick is not None:
+        services.leave(room, nick)
+    return HttpResponse(status=204)

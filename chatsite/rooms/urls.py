@@ -1,0 +1,17 @@
+"""URLs of the chat, mounted at the site root."""
+
+from django.urls import path
+
+from chatsite.rooms import api, views
+
+app_name = "rooms"
+urlpatterns = [
+    path("", views.lobby, name="lobby"),
+    path("rooms/updates", api.lobby_updates, name="lobby-updates"),
+    path("rooms/<slug:slug>/", views.room, name="room"),
+    path("rooms/<slug:slug>/nick", views.choose_nick, name="nick"),
+    path("rooms/<slug:slug>/messages", api.messages, name="messages"),
+    path("rooms/<slug:slug>/updates", api.room_updates, name="updates"),
+    path("rooms/<slug:slug>/typing", api.typing, name="typing"),
+    path("rooms/<slug:slug>/leave", api.leave, name="leave"),
+]

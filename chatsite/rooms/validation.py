@@ -1,0 +1,47 @@
+"""Checks of user input shared by the pages and the JSON API.
+
+Each returns the cleaned value or raises ``ValueError`` with a message fit to show.
+"""
+
+import unicodedata
+
+from chatsite.rooms.conf import MAX_NICK, MAX_TEXT
+
+# Line breaks and tabs belong in messages; other control characters do not
+# (NUL is also refused by PostgreSQL text columns).
+_TEXT_ALLOWED_CONTROLS = {"\n", "\r", "\t"}
+
+
+def is_control(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp")
+
+
+def clean_nick(value: str | None) -> str:
+    """A display name: 1-40 characters after trimming, no control characters."""
+    nick = (value or "").strip()
+    if not nick:
+        raise ValueError("Please choose a name.")
+    if len(nick) > MAX_NICK:
+        raise ValueError(f"Names are at most {MAX_NICK} characters.")
+    if any(is_control(c) for c in nick):
+        raise ValueError("Names cannot contain control characters.")
+    return nick
+
+
+def clean_text(value: str | None) -> str:
+    """A message text, kept verbatim (HTML included) but never empty or too long."""
+    text = value or ""
+    if not text.strip():
+        raise ValueError("The message is empty.")
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"Messages are at most {MAX_TEXT} characters (this one has {len(text)}).")
+    if any(is_control(c) and c not in _TEXT_ALLOWED_CONTROLS for c in text):
+        raise ValueError("Messages cannot contain control characters.")
+    return text
+
+
+def parse_cursor(value: str | None) -> int:
+    """A message id from a query string: a non-negative integer, digits only."""
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise ValueError("expected a non-negative integer message id")
+    return int(value)
