@@ -1,0 +1,41 @@
+# The two commands of README.md:  `make run`  and  `make test`.
+# Each sets up everything it needs first (Debian packages, a virtualenv, pip packages).
+
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+ADDR    ?= 127.0.0.1:8000
+
+.PHONY: run test bench lint setup system-packages services clean
+
+run: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py runcomet $(ADDR)
+
+test: setup services
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/bench_server.py
+	$(PY) bench/bench_chat.py
+
+lint: setup
+	$(PY) -m ruff check .
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@bash scripts/install-system-packages.sh
+
+services:
+	@bash scripts/ensure-services.sh
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache
