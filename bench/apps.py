@@ -1,0 +1,78 @@
+"""Plain WSGI apps for the benchmarks: no Django, so the figures measure the server.
+
+``hello`` is the request/response baseline (also served by gunicorn for comparison);
+``comet`` parks ``GET /wait`` on the hub and answers it when ``POST /publish`` fires.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from comet_server.hub import get_hub
+from comet_server.waits import CometCoroutine, Delivery, WaitForEvents, iterate_blocking
+
+CHANNEL = "bench"
+WAIT_TIMEOUT = 120.0
+HELLO = b"Hello, world!"
+_PLAIN = [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))]
+_cursors = itertools.count(1)
+
+
+def hello(environ, start_response):
+    """The smallest useful response: what a server costs per request."""
+    start_response("200 OK", _PLAIN)
+    return [HELLO]
+
+
+def _render(delivery: Delivery) -> bytes:
+    """One JSON array per delivery, built once and shared through ``delivery.memo``."""
+    body = delivery.memo.get(CHANNEL)
+    if body is None:
+        body = b"[" + b",".join(e.to_json() for e in delivery.events) + b"]"
+        delivery.memo[CHANNEL] = body
+    return body
+
+
+class _Wait:
+    """A parked ``GET /wait``; holds nothing per request beyond its generator.
+
+    The body length is only known after the delivery, so no Content-Length here:
+    the server frames the finished body itself.
+    """
+
+    __slots__ = ()
+
+    def comet_coroutine(self) -> CometCoroutine:
+        delivery = yield WaitForEvents((CHANNEL,), None, WAIT_TIMEOUT)
+        yield _render(delivery)
+
+    def __iter__(self) -> Iterator[bytes]:
+        # Under a server without comet support the same wait blocks a thread.
+        return iterate_blocking(self.comet_coroutine(), get_hub())
+
+
+_WAIT = _Wait()  # stateless, so every waiter shares it: nothing allocated per request
+
+
+def comet(environ, start_response):
+    """``GET /wait`` parks; ``POST /publish`` wakes every waiter with one event."""
+    method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
+    if path == "/wait" and method == "GET":
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Cache-Control", "no-store")])
+        return _WAIT
+    if path == "/publish" and method == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        text = environ["wsgi.input"].read(length).decode("utf-8", "replace") if length else ""
+        event = get_hub().publish(CHANNEL, {"text": text or "ping"}, next(_cursors))
+        body = b'{"published":%d}' % event.cursor
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    if path == "/hello":
+        return hello(environ, start_response)
+    body = b"not found\n"
+    start_response("404 Not Found", [("Content-Type", "text/plain"),
+                                     ("Content-Length", str(len(body)))])
+    return [body]
