@@ -47,6 +47,7 @@ def _post(request: HttpRequest, room: Room) -> JsonResponse:
         message = services.post_message(room, nick, text, user=current_user(request))
     except ValueError as exc:
         return _error(str(exc))
+    services.join(room, nick)  # whoever posts is here
     return JsonResponse(message.as_json(), status=201)
 
 
