@@ -146,7 +146,8 @@ class Exchange:
             else:
                 for chunk in self.result:
                     if not isinstance(chunk, bytes):
-                        raise TypeError(f"WSGI body chunks must be bytes, not {type(chunk).__name__}")
+                        raise TypeError("WSGI body chunks must be bytes, "
+                                        f"not {type(chunk).__name__}")
                     if chunk:
                         self.pending.append(chunk)
                 self.finish()

@@ -117,11 +117,19 @@ class EventLoop:
 
     def add_reader(self, fd: int, fn: Callable[[], None]) -> Callable[[], None]:
         """Call ``fn`` whenever ``fd`` is readable; returns a function that stops it."""
+        return self._watch_fd(fd, ev.EV_READ | ev.EV_PERSIST, fn, True)
+
+    def when_writable(self, fd: int, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn`` once when ``fd`` becomes writable (a non-blocking connect ends)."""
+        return self._watch_fd(fd, ev.EV_WRITE, fn, False)
+
+    def _watch_fd(self, fd: int, what: int, fn: Callable[[], None],
+                  persistent: bool) -> Callable[[], None]:
         handler_id = next(self._ids)
-        event = ev.event_new(self.base, fd, ev.EV_READ | ev.EV_PERSIST, self._event_cb, handler_id)
+        event = ev.event_new(self.base, fd, what, self._event_cb, handler_id)
         if not event:
             raise OSError(f"event_new failed for fd {fd}")
-        self._handlers[handler_id] = (fn, True)
+        self._handlers[handler_id] = (fn, persistent)
         self._events[handler_id] = event
         ev.event_add(event, None)
 

@@ -141,8 +141,9 @@ def wait_for_events(channels: str | Iterable[str], *, after: int | None, render:
     """A long-poll: park until events past ``after`` arrive on ``channels`` or ``timeout``.
 
     ``render(events, after)`` (returning an ``HttpResponse``, ``bytes`` or ``str``) gives
-    the body; ``events`` is an empty list on timeout.  Waiters woken by the same publish with the same cursor
-    share one call to ``render``, so pass a module-level function, not a fresh lambda.
+    the body; ``events`` is an empty list on timeout.  Waiters woken by the same publish
+    with the same cursor share one call to ``render``, so pass a module-level function,
+    not a fresh lambda.
     """
     wait = WaitForEvents(_channels(channels), after, float(timeout))
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from comet_server.hub import get_hub
 from comet_server.http_server import CometServer, ServerConfig, WSGIApp, listen
+from comet_server.hub import get_hub
 
 
 def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: int = 1,
-          announce: Callable[[int], None] | None = None) -> None:
+          announce: Callable[[int], None] | None = None,
+          before_fork: Callable[[], None] | None = None) -> None:
     """Listen on host:port and serve ``app`` until SIGTERM/SIGINT."""
     sock = listen(host, port)
     bound_port = sock.getsockname()[1]
     if workers > 1:
         from comet_server.prefork import Supervisor
 
-        Supervisor(app, sock, config=config, workers=workers).run(announce)
+        Supervisor(app, sock, config=config, workers=workers,
+                   before_fork=before_fork).run(announce)
         return
     if announce is not None:
         announce(bound_port)

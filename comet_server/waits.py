@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from comet_server.hub import Event, Hub
@@ -51,7 +51,7 @@ class WaitForEvents:
             raise ValueError(f"WaitForEvents needs timeout > 0, got {self.timeout!r}")
 
 
-Wait = Union[Sleep, WaitForEvents]
+Wait = Sleep | WaitForEvents
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import get_internal_wsgi_application
+from django.db import connections
 from django.utils import autoreload
 
 from comet_server.http_server import ServerConfig
@@ -131,6 +132,7 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         try:
-            serve(handler, host, port, config=config, workers=workers, announce=announce)
+            serve(handler, host, port, config=config, workers=workers, announce=announce,
+                  before_fork=connections.close_all)
         except OSError as exc:
             raise CommandError(f"cannot listen on {shown}:{port}: {exc.strerror or exc}") from None
