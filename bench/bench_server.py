@@ -1,0 +1,185 @@
+"""Benchmarks of the bare comet server (issue 2 targets), with plain WSGI apps.
+
+a. hello-world requests/s against gunicorn sync -w 1: the cost of the server itself;
+b. RSS per parked request at N parked: what an idle long-poll costs in memory;
+c. one publish until all N waiters have read their complete answer: the fan-out.
+
+Run from the repo root: ``.venv/bin/python bench/bench_server.py [--parked N] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    HOST,
+    PYTHON,
+    VENV_BIN,
+    BenchError,
+    LongPolls,
+    Server,
+    free_port,
+    percentile,
+    print_table,
+    raise_fd_limit,
+    save_results,
+    status,
+    verdict,
+    wait_parked,
+    wrk,
+)
+
+TARGET_RATIO = 5.0
+TARGET_KIB_PER_PARKED = 4.0
+TARGET_FANOUT_MS = 300.0
+WARMUP_PARKED = 200
+
+
+def comet_server(app: str) -> Server:
+    port = free_port()
+    return Server(f"comet-{app.rsplit(':', 1)[-1]}",
+                  [PYTHON, "-m", "comet_server", app, f"{HOST}:{port}", "--no-access-log"], port)
+
+
+def bench_hello(seconds: float, warmup: float) -> dict:
+    """wrk against our server and gunicorn sync with one worker, same app, same load."""
+    results = {}
+    port = free_port()
+    contenders = {
+        "comet_server": lambda: comet_server("bench.apps:hello"),
+        "gunicorn sync -w1": lambda: Server(
+            "gunicorn", [str(VENV_BIN / "gunicorn"), "-w", "1", "-b", f"{HOST}:{port}",
+                         "--log-level", "warning", "bench.apps:hello"], port),
+    }
+    for name, start in contenders.items():
+        with start() as server:
+            url = f"http://{HOST}:{server.port}/"
+            status(f"hello: {name}: warm-up {warmup:g}s, then wrk -t1 -c50 -d{seconds:g}s")
+            wrk(url, seconds=warmup)
+            results[name] = wrk(url, seconds=seconds)
+            server.check_alive()
+    return results
+
+
+def bench_parked(parked: int) -> dict:
+    """RSS per parked request, then the fan-out of one publish to all of them."""
+    request = f"GET /wait HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    publish = (f"POST /publish HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n\r\n"
+               "hello").encode()
+    with comet_server("bench.apps:comet") as server:
+        # Warm-up: one full park/publish round so code paths, imports and the
+        # allocator's first arenas are in place before the baseline is taken.
+        warm = LongPolls(server.port, request)
+        try:
+            warm.open(WARMUP_PARKED, server=server)
+            with socket.create_connection((HOST, server.port), timeout=10) as pub:
+                pub.sendall(publish)
+                warm.collect(timeout=30)
+                pub.recv(4096)
+        finally:
+            warm.close()
+        wait_parked(server, 0, 5)  # the hub has forgotten them
+        time.sleep(0.5)
+        rss_before = server.rss_kib()
+
+        polls = LongPolls(server.port, request)
+        try:
+            status(f"parking {parked} GET /wait")
+            open_s = polls.open(parked, server=server)
+            stats = wait_parked(server, parked, 30)
+            time.sleep(0.5)  # let the loop settle before reading RSS
+            rss_after = server.rss_kib()
+            early = polls.answered_early()
+            if early:
+                raise BenchError(f"{early} parked requests were answered before the publish")
+
+            status(f"publishing once to {parked} waiters")
+            pub = socket.create_connection((HOST, server.port), timeout=30)
+            t0 = time.perf_counter()
+            pub.sendall(publish)
+            done = polls.collect(timeout=60)
+            t_all = max(done) - t0
+            answer = pub.recv(4096)
+            pub.close()
+            if not answer.startswith(b"HTTP/1.1 200 "):
+                raise BenchError(f"publish answered {answer[:100]!r}")
+            bodies = set(polls.bodies())
+            if len(bodies) != 1 or json.loads(bodies.pop())[0]["payload"] != {"text": "hello"}:
+                raise BenchError("the waiters did not all get the published event")
+            server.check_alive()
+        finally:
+            polls.close()
+    latencies = sorted((t - t0) * 1000 for t in done)
+    return {
+        "parked": parked,
+        "park_seconds": round(open_s, 2),
+        "stats_at_peak": stats,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "kib_per_parked": (rss_after - rss_before) / parked,
+        "fanout_ms": t_all * 1000,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "first_ms": latencies[0],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parked", type=int, default=None,
+                        help="parked requests for b and c (default 10000, 1000 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1000 parked, 2 s wrk")
+    args = parser.parse_args()
+    parked = args.parked or (1000 if args.quick else 10000)
+    seconds, warmup = (2.0, 1.0) if args.quick else (5.0, 1.0)
+    limit = raise_fd_limit()
+    if parked + 200 > limit:
+        parser.error(f"--parked {parked} needs more file descriptors than the limit ({limit})")
+    started = time.monotonic()
+    try:
+        hello = bench_hello(seconds, warmup)
+        fan = bench_parked(parked)
+    except BenchError as exc:
+        print(f"bench_server: FAILED: {exc}", file=sys.stderr)
+        return 1
+    ours, theirs = hello["comet_server"], hello["gunicorn sync -w1"]
+    ratio = ours["rps"] / theirs["rps"]
+    rows = [
+        ("hello req/s, comet_server", f"{ours['rps']:,.0f}", "", ""),
+        ("hello req/s, gunicorn sync -w1", f"{theirs['rps']:,.0f}", "", ""),
+        ("hello ratio comet/gunicorn", f"{ratio:.1f}x", f">= {TARGET_RATIO:g}x",
+         verdict(ratio >= TARGET_RATIO)),
+        ("hello mean latency, comet_server", f"{ours['latency_ms']:.2f} ms", "", ""),
+        (f"RSS after warm-up ({WARMUP_PARKED} parked+answered)",
+         f"{fan['rss_before_kib']:,} KiB", "", ""),
+        (f"RSS with {parked:,} parked", f"{fan['rss_after_kib']:,} KiB", "", ""),
+        ("RSS per parked request", f"{fan['kib_per_parked']:.2f} KiB",
+         f"<= {TARGET_KIB_PER_PARKED:g} KiB", verdict(fan["kib_per_parked"]
+                                                     <= TARGET_KIB_PER_PARKED)),
+        (f"publish -> all {parked:,} answers read", f"{fan['fanout_ms']:.0f} ms",
+         f"<= {TARGET_FANOUT_MS:g} ms", verdict(fan["fanout_ms"] <= TARGET_FANOUT_MS)),
+        ("per-waiter latency p50", f"{fan['p50_ms']:.0f} ms", "", ""),
+        ("per-waiter latency p99", f"{fan['p99_ms']:.0f} ms", "", ""),
+        ("first answer read after", f"{fan['first_ms']:.0f} ms", "", ""),
+    ]
+    for name, result in hello.items():
+        for error in result["errors"]:
+            rows.append((f"wrk errors, {name}", error, "", ""))
+    print_table(f"comet server benchmarks ({os.cpu_count()} CPUs; wrk -t1 -c50 -d{seconds:g}s; "
+                f"{parked:,} parked; took {time.monotonic() - started:.0f} s)", rows)
+    save_results("bench_server", {"hello": hello, "parked": fan, "ratio": ratio,
+                                  "quick": args.quick})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
