@@ -201,13 +201,16 @@ class Exchange:
             self.watch_for_disconnect()
         self.parked_since = time.monotonic()
         server.parked += 1
-        self.resuming = False
         if isinstance(wait, Sleep):
             self.timer = server.loop.call_later(wait.seconds, self.on_timer)
         else:
+            # Still "resuming" while registering: an event that is already there is
+            # handed to step() through self.immediate instead of re-entering it.
             self.watch = server.hub.watch(wait.channels, wait.after, self.on_delivery)
             if self.watch is not None:
                 self.timer = server.loop.call_later(wait.timeout, self.on_timeout)
+        if self.immediate is None:
+            self.resuming = False
 
     def watch_for_disconnect(self) -> None:
         """Notice a parked client going away (evhttp stops reading before calling us).
