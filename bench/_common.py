@@ -231,6 +231,18 @@ class LongPolls:
             wait_parked(server, already_parked + opened, max(1.0, deadline - time.monotonic()))
         return time.monotonic() - start
 
+    def repark(self, *, server: Server, already_parked: int = 0,
+               timeout: float = 60.0) -> float:
+        """Send ``request`` again on every (kept-alive) connection; seconds it took."""
+        start = time.monotonic()
+        for fd, item in self.pending.items():
+            item.buf.clear()
+            item.total, item.done_at = -1, 0.0
+            item.sock.send(self.request)
+            self.epoll.register(fd, select.EPOLLIN)
+        wait_parked(server, already_parked + len(self.pending), timeout)
+        return time.monotonic() - start
+
     def answered_early(self) -> int:
         """How many parked requests already have something to read (they should not)."""
         return len(self.epoll.poll(0))
