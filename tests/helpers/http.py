@@ -27,7 +27,7 @@ class RawResponse:
     chunks: list[bytes] = field(default_factory=list)
     chunk_times: list[float] = field(default_factory=list)
     framing: str = "length"  # "length", "chunked", "close" or "none"
-    complete: bool = True  # the end of the body was seen (0-chunk, length or EOF)
+    complete: bool = False  # the end of the body was seen (0-chunk, length or EOF)
     raw_chunk_sizes: list[bytes] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
@@ -95,12 +95,12 @@ def read_response(reader: BinaryIO, *, head: bool = False) -> RawResponse:
     response = read_head(reader)
     if head or response.status in (204, 304) or 100 <= response.status < 200:
         response.framing = "none"
+        response.complete = True
         return response
     te = (response.header("Transfer-Encoding") or "").lower()
     length = response.header("Content-Length")
     if "chunked" in te:
         response.framing = "chunked"
-        response.complete = False
         while (chunk := read_chunk(reader, response)) is not None:
             response.body += chunk
     elif length is not None:
@@ -110,6 +110,7 @@ def read_response(reader: BinaryIO, *, head: bool = False) -> RawResponse:
     else:
         response.framing = "close"
         response.body = reader.read()
+        response.complete = True
     return response
 
 
