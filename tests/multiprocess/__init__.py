@@ -1,0 +1,1 @@
+"""Multi-process / scale-out tests: runcomet processes sharing Redis and PostgreSQL."""
