@@ -1,0 +1,1 @@
+"""Selenium end-to-end tests of the chat against real ``runcomet`` processes."""
