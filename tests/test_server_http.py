@@ -3,6 +3,7 @@ HTTP/1.0, HEAD, limits and application errors."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -77,6 +78,43 @@ def test_pipelined_request_waits_behind_a_parked_long_poll(comet: ServerProcess)
     assert first.status == 200
     assert first.json() == {"events": [{"cursor": 1, "payload": {"n": 1}}], "after": 0}
     assert second.status == 200 and second.body == b"hello"
+
+
+def test_pipelined_request_waits_behind_a_stream(comet: ServerProcess) -> None:
+    """A request pipelined behind the chunked demo is answered after its 0-chunk."""
+    with connect(comet.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("GET", "/demo/") + build_request("GET", "/hello"))
+        demo = read_response(reader)
+        hello = read_response(reader)
+    assert demo.complete and demo.body == DEMO_BODY
+    assert hello.status == 200 and hello.body == b"hello"
+
+
+def test_idle_keepalive_connection_is_closed_after_the_timeout(start_server) -> None:
+    """--keepalive-timeout bounds how long an idle connection holds a slot."""
+    server = start_server("--keepalive-timeout", "1")
+    with connect(server.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("GET", "/hello"))
+        assert read_response(reader).body == b"hello"
+        t0 = time.monotonic()
+        assert is_closed(sock, timeout=5)
+        assert 0.5 < time.monotonic() - t0 < 4
+
+
+def test_large_body_and_expect_continue(comet: ServerProcess) -> None:
+    """A 2 MB upload arrives whole (Django refuses more than 2.5 MB by itself);
+    Expect: 100-continue gets its interim answer."""
+    body = bytes(range(256)) * (2 * 4096)
+    response = exchange(comet.port, build_request("POST", "/echo", body=body))[0]
+    assert response.json()["body_len"] == len(body)
+    with connect(comet.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("POST", "/echo", headers={
+            "Expect": "100-continue", "Content-Length": "4"}))
+        interim = read_response(reader)
+        assert interim.status == 100
+        sock.sendall(b"abcd")
+        final = read_response(reader)
+    assert final.status == 200 and final.json()["body_len"] == 4
 
 
 # -- HTTP/1.0 -------------------------------------------------------------------------

@@ -83,6 +83,20 @@ def test_publish_wakes_only_waiters_behind_the_cursor(comet: ServerProcess) -> N
         ahead.close()
 
 
+def test_connection_is_reused_after_a_long_poll(comet: ServerProcess) -> None:
+    """After a parked answer the connection is an ordinary keep-alive one again."""
+    channel = new_channel("reuse")
+    with connect(comet.port) as sock, sock.makefile("rb") as reader:
+        for cursor in (1, 2):
+            sock.sendall(build_request("GET", f"/wait/{channel}?after={cursor - 1}&timeout=30"))
+            comet.wait_stats(lambda s: s["parked"] >= 1, message="the poll to park")
+            publish(comet, channel, cursor, cursor=cursor)
+            assert read_response(reader).json()["events"] == [{"cursor": cursor,
+                                                               "payload": cursor}]
+        sock.sendall(build_request("GET", "/hello"))
+        assert read_response(reader).body == b"hello"
+
+
 def test_late_waiter_is_answered_from_history(comet: ServerProcess) -> None:
     """A client that polls after missing events gets them at once, in cursor order."""
     channel = new_channel("history")
