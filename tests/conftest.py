@@ -26,8 +26,8 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """Start dedicated servers (own options, own counters); all stopped at teardown."""
     started: list[ServerProcess] = []
 
-    def start(*options: str, app: str | None = None) -> ServerProcess:
-        argv = wsgi_app_argv(app, *options) if app else runcomet_argv(*options)
+    def start(*options: str, app: str | None = None, host: str = "127.0.0.1") -> ServerProcess:
+        argv = wsgi_app_argv(app, *options) if app else runcomet_argv(*options, host=host)
         server = launch(argv, tmp_path, f"server{len(started)}")
         started.append(server)
         return server

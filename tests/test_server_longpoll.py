@@ -111,6 +111,20 @@ def test_late_waiter_is_answered_from_history(comet: ServerProcess) -> None:
         assert still_waiting(up_to_date)  # nothing newer than 3: it parks
 
 
+def test_signal_without_cursor_wakes_but_is_not_replayed(comet: ServerProcess) -> None:
+    """A cursor-less event (presence, typing) wakes current waiters only."""
+    channel = new_channel("signal")
+    base = comet.stats()["waiters"]
+    with park(comet, channel, "timeout=30") as sock:
+        comet.wait_stats(lambda s: s["waiters"] >= base + 1, message="the waiter")
+        publish(comet, channel, {"typing": True})
+        assert answer(sock).json() == {"events": [{"cursor": None,
+                                                   "payload": {"typing": True}}],
+                                       "after": None}
+    with park(comet, channel, "after=0&timeout=30") as late:
+        assert still_waiting(late)  # the signal is not in the history
+
+
 def test_timeout_answers_with_no_events(comet: ServerProcess) -> None:
     """A long-poll that times out gets a 200 with an empty list, near its timeout."""
     channel = new_channel("timeout")

@@ -146,9 +146,9 @@ def read_chunk(reader: BinaryIO, response: RawResponse) -> bytes | None:
 
 
 def exchange(port: int, raw: bytes, *, count: int = 1, head: bool = False,
-             timeout: float = TIMEOUT) -> list[RawResponse]:
+             timeout: float = TIMEOUT, host: str = "127.0.0.1") -> list[RawResponse]:
     """Send ``raw`` on a fresh connection and read ``count`` responses."""
-    with connect(port, timeout=timeout) as sock, sock.makefile("rb") as reader:
+    with connect(port, host, timeout=timeout) as sock, sock.makefile("rb") as reader:
         sock.sendall(raw)
         return [read_response(reader, head=head) for _ in range(count)]
 

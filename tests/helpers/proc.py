@@ -127,9 +127,9 @@ class ServerProcess:
         raise AssertionError("no VmRSS in /proc status")
 
 
-def runcomet_argv(*options: str) -> list[str]:
+def runcomet_argv(*options: str, host: str = "127.0.0.1") -> list[str]:
     """``manage.py runcomet`` on port 0 (the server announces the port it got)."""
-    return [PYTHON, "manage.py", "runcomet", "127.0.0.1:0", "--noreload", *options]
+    return [PYTHON, "manage.py", "runcomet", f"{host}:0", "--noreload", *options]
 
 
 def wsgi_app_argv(app: str, *options: str) -> list[str]:
