@@ -309,6 +309,17 @@ def print_table(title: str, rows: Sequence[tuple[str, str, str, str]]) -> None:
     print(line, flush=True)
 
 
+def busy_note(load_at_start: float) -> None:
+    """Say so when other work shared the CPUs: the figures are then pessimistic."""
+    load_now = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if load_at_start > cpus / 2:
+        print(f"note: the machine was busy (1-min load {load_at_start:.1f} before the bench "
+              f"started, {load_now:.1f} at its end, {cpus} CPUs): other "
+              "processes competed for the CPUs, so times are pessimistic; rerun on an "
+              "idle machine for reference figures.", flush=True)
+
+
 def verdict(ok: bool | None) -> str:
     return "" if ok is None else ("yes" if ok else "NO")
 

@@ -35,6 +35,7 @@ from bench._common import (
     BenchError,
     LongPolls,
     Server,
+    busy_note,
     free_port,
     percentile,
     print_table,
@@ -155,7 +156,8 @@ def updates_request(port: int, after: int) -> bytes:
 
 def run(parked: int, rounds: int, workdir: Path) -> dict:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-           "DJANGO_DEBUG": "0", "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+           "DJANGO_DEBUG": "0",
+           "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "chatsite.settings"),
            "PYTHONUNBUFFERED": "1"}
     env.pop("COMET_BROKER", None)  # one process: the in-process hub
     status(f"migrating a fresh database in {workdir}")
@@ -244,8 +246,10 @@ def main() -> int:
         ("RSS per parked long-poll", f"{result['kib_per_parked']:.2f} KiB",
          f"<= {TARGET_KIB_PER_PARKED:g} KiB",
          verdict(result["kib_per_parked"] <= TARGET_KIB_PER_PARKED)),
-        (f"RSS with {parked:,} parked, last round", f"{result['rss_last_round_kib']:,} KiB",
-         "", ""),
+        (f"RSS with {parked:,} re-parked, last round",
+         f"{result['rss_last_round_kib']:,} KiB", "", ""),
+        ("RSS per parked, after posts (high water)",
+         f"{(result['rss_last_round_kib'] - result['rss_before_kib']) / parked:.2f} KiB", "", ""),
         (f"post -> all {parked:,} polls answered (median)", f"{med['all_ms']:.0f} ms",
          f"<= {TARGET_FANOUT_MS:g} ms", verdict(med["all_ms"] <= TARGET_FANOUT_MS)),
         ("per-poll latency p50 (median round)", f"{med['p50_ms']:.0f} ms", "", ""),
@@ -260,6 +264,7 @@ def main() -> int:
     print_table(f"chat benchmarks (runcomet, SQLite, DEBUG off; {os.cpu_count()} CPUs, load "
                 f"{load:.1f} at start; {parked:,} parked; took "
                 f"{time.monotonic() - started:.0f} s)", rows)
+    busy_note(load)
     save_results("bench_chat", {**result, "quick": args.quick, "loadavg_at_start": load})
     return 0
 

@@ -27,6 +27,7 @@ from bench._common import (
     BenchError,
     LongPolls,
     Server,
+    busy_note,
     free_port,
     percentile,
     print_table,
@@ -157,12 +158,12 @@ def main() -> int:
                         help="parked requests for b and c (default 10000, 1000 with --quick)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="hello runs per contender (best kept) and fan-outs (median "
-                             "kept); default 2 and 3, 1 and 1 with --quick")
+                             "kept); default 3 and 3, 1 and 1 with --quick")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1000 parked, 2 s wrk")
     args = parser.parse_args()
     parked = args.parked or (1000 if args.quick else 10000)
     seconds, warmup = (2.0, 1.0) if args.quick else (5.0, 1.0)
-    hello_rounds = args.rounds or (1 if args.quick else 2)
+    hello_rounds = args.rounds or (1 if args.quick else 3)
     fan_rounds = args.rounds or (1 if args.quick else 3)
     limit = raise_fd_limit()
     if parked + 200 > limit:
@@ -191,8 +192,10 @@ def main() -> int:
         ("RSS per parked request", f"{fan['kib_per_parked']:.2f} KiB",
          f"<= {TARGET_KIB_PER_PARKED:g} KiB",
          verdict(fan["kib_per_parked"] <= TARGET_KIB_PER_PARKED)),
-        (f"RSS with {parked:,} parked, last round", f"{fan['rss_last_round_kib']:,} KiB", "",
-         ""),
+        (f"RSS with {parked:,} re-parked, last round", f"{fan['rss_last_round_kib']:,} KiB",
+         "", ""),
+        ("RSS per parked, after fan-outs (high water)",
+         f"{(fan['rss_last_round_kib'] - fan['rss_before_kib']) / parked:.2f} KiB", "", ""),
         (f"publish -> all {parked:,} answers read (median)", f"{med['all_ms']:.0f} ms",
          f"<= {TARGET_FANOUT_MS:g} ms", verdict(med["all_ms"] <= TARGET_FANOUT_MS)),
         ("per-waiter latency p50 (median round)", f"{med['p50_ms']:.0f} ms", "", ""),
@@ -210,6 +213,7 @@ def main() -> int:
     print_table(f"comet server benchmarks ({os.cpu_count()} CPUs, load {load:.1f} at start; "
                 f"wrk -t1 -c50 -d{seconds:g}s; {parked:,} parked; "
                 f"took {time.monotonic() - started:.0f} s)", rows)
+    busy_note(load)
     save_results("bench_server", {"hello": hello, "parked": fan, "ratio": ratio,
                                   "quick": args.quick, "loadavg_at_start": load})
     return 0
