@@ -73,6 +73,7 @@ class Exchange:
         "server", "req", "conn", "method", "target", "version", "status", "code", "reason",
         "headers", "result", "coroutine", "pending", "started", "done", "sent", "t0",
         "parked_since", "parked_total", "timer", "watch", "bev", "resuming", "immediate",
+        "stop_answered",
     )
 
     def __init__(self, server: CometServer, req: int, conn: int, method: str, target: bytes,
@@ -101,6 +102,7 @@ class Exchange:
         self.bev = 0
         self.resuming = True
         self.immediate: Any = None
+        self.stop_answered = False
 
     # -- WSGI call ------------------------------------------------------------------
 
@@ -169,10 +171,17 @@ class Exchange:
             if isinstance(item, bytes):
                 if item:
                     self.pending.append(item)
-            elif isinstance(item, WaitForEvents):
-                if server.stopping:
+            elif server.stopping and isinstance(item, (Sleep, WaitForEvents)):
+                # Shutting down: a long-poll gets one empty answer (clients re-poll);
+                # any further wait, or a wait in a stream, ends the response.
+                if isinstance(item, WaitForEvents) and not self.started \
+                        and not self.stop_answered:
+                    self.stop_answered = True
                     outcome = Delivery([])
                     continue
+                self.finish()
+                return
+            elif isinstance(item, WaitForEvents):
                 ready = server.hub.events_after(item.channels, item.after)
                 if ready:
                     outcome = Delivery(ready)
@@ -183,9 +192,6 @@ class Exchange:
                 outcome, self.immediate = self.immediate, None
                 self.unpark()
             elif isinstance(item, Sleep):
-                if server.stopping:
-                    self.finish()
-                    return
                 self.park(item)
                 return
             else:
@@ -290,7 +296,7 @@ class Exchange:
             # A stream may pause longer than the idle timeout: no read timeout.
             self.bev = ev.evhttp_connection_get_bufferevent(self.conn)
             ev.bufferevent_set_timeouts(self.bev, None, self.server.timeouts)
-        if data:
+        if data and self.method != "HEAD":
             buf = ev.evbuffer_new()
             ev.evbuffer_add(buf, data, len(data))
             ev.evhttp_send_reply_chunk(self.req, buf)
@@ -311,12 +317,12 @@ class Exchange:
             declared = self._declared_length()
             if declared is not None and declared != len(data) and self.method != "HEAD":
                 raise ValueError(f"Content-Length {declared} but the body has {len(data)} bytes")
-            if self.method == "HEAD" and declared is None:
-                # evhttp sends no body for HEAD; still say how long it would be.
+            if declared is None and self.code >= 200 and self.code not in (204, 304):
+                # evhttp adds it only for HTTP/1.1 and keep-alive; HEAD says what GET sends.
                 ev.evhttp_add_header(ev.evhttp_request_get_output_headers(self.req),
                                      b"Content-Length", str(len(data)).encode())
             buf = ev.evbuffer_new()
-            if data:
+            if data and self.method != "HEAD":  # evhttp would send a HEAD body as is
                 ev.evbuffer_add(buf, data, len(data))
             ev.evhttp_send_reply(self.req, self.code, self.reason, buf)
             ev.evbuffer_free(buf)
@@ -551,8 +557,11 @@ class CometServer:
         for record in list(self.connections.values()):
             exchange = record.exchange
             if exchange is not None and not exchange.done and not exchange.resuming:
-                exchange.resume(None if exchange.timer and exchange.watch is None
-                                else Delivery([]))
+                if exchange.watch is not None:  # a long-poll: answered empty, re-polled
+                    exchange.stop_answered = not exchange.started
+                    exchange.resume(Delivery([]))
+                else:  # a timer: go on now; the next wait ends the response
+                    exchange.resume(None)
         deadline = time.monotonic() + self.config.shutdown_grace
 
         def wait_for_drain() -> None:

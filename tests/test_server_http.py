@@ -120,8 +120,6 @@ def test_large_body_and_expect_continue(comet: ServerProcess) -> None:
 # -- HTTP/1.0 -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: HTTP/1.0 replies without keep-alive "
-                   "have no Content-Length (libevent only adds it for 1.1/keep-alive)")
 def test_http10_response_has_content_length(comet: ServerProcess) -> None:
     """An HTTP/1.0 client learns the body length from Content-Length, then the close."""
     with connect(comet.port) as sock, sock.makefile("rb") as reader:
@@ -162,8 +160,6 @@ def test_http10_stream_is_close_delimited(comet: ServerProcess, extra: bytes) ->
 # -- HEAD -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: HEAD replies carry the GET body "
-                   "(libevent 2.1 evhttp_send_reply does not drop it for HEAD)")
 @pytest.mark.parametrize("path", ["/hello", "/plain-stream", "/boom"])
 def test_head_has_content_length_and_no_body(comet: ServerProcess, path: str) -> None:
     """A HEAD answer is headers only; body bytes would be read as the next response."""

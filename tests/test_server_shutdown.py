@@ -58,11 +58,6 @@ def test_sigterm_when_idle_exits_zero_at_once(start_server) -> None:
     assert time.monotonic() - t0 < 3
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: on shutdown Exchange.step answers each "
-                   "WaitForEvents of a stream_events coroutine with an empty Delivery inside "
-                   "its own loop; the stream yields a heartbeat and waits again, so the loop "
-                   "spins (100% CPU, heartbeats piling up in memory) until the stream's "
-                   "duration ends, ignoring --shutdown-grace")
 def test_sigterm_ends_an_open_event_stream_promptly(start_server) -> None:
     """An open /stream (the chat's push channel) must not keep the server from exiting."""
     server = start_server("--shutdown-grace", "1")
