@@ -234,7 +234,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     try:
         result = run(parked, rounds, workdir)
-    except BenchError as exc:
+    except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"bench_chat: FAILED: {exc}", file=sys.stderr)
         return 1
     finally:

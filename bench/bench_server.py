@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -173,7 +174,7 @@ def main() -> int:
         load = os.getloadavg()[0]
         hello = bench_hello(seconds, warmup, hello_rounds)
         fan = bench_parked(parked, fan_rounds)
-    except BenchError as exc:
+    except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"bench_server: FAILED: {exc}", file=sys.stderr)
         return 1
     ours, theirs = hello["comet_server"], hello["gunicorn sync -w1"]
