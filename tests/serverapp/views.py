@@ -15,7 +15,7 @@ def hello(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-def echo(request: HttpRequest) -> JsonResponse:
+def echo(request: HttpRequest, rest: str = "") -> JsonResponse:
     meta = {k: v for k, v in request.META.items() if isinstance(v, str)}
     return JsonResponse({"method": request.method, "path": request.path,
                          "body_len": len(request.body), "meta": meta,
