@@ -184,6 +184,12 @@ def owner_of(port: int, client_port: int, pids: Iterable[int]) -> int | None:
     return None
 
 
+def pinned_stats(conn: http.client.HTTPConnection) -> dict[str, Any]:
+    """Stats asked on a keep-alive connection, so of the worker that holds it."""
+    conn.request("GET", "/_comet/stats")
+    return json.loads(conn.getresponse().read())
+
+
 class Server:
     """One ``manage.py runcomet`` process (a single server or a pre-fork master)."""
 
@@ -247,15 +253,14 @@ class Server:
         except OSError:
             return None
 
-    def stats_by_worker(self, attempts: int = 60) -> dict[int, dict[str, Any]]:
-        """Stats of every worker: keep-alive connections pinned to a known worker each.
+    def pin_workers(self, attempts: int = 60) -> dict[int, http.client.HTTPConnection]:
+        """A keep-alive connection to every worker (the caller closes them).
 
         A connection stays with the worker that accepted it, and /proc tells which one
-        that is; so open connections until every worker holds one, then ask on each.
+        that is; so open connections until every worker holds one.
         """
         pids = self.worker_pids()
         pinned: dict[int, http.client.HTTPConnection] = {}
-        spare: list[http.client.HTTPConnection] = []
         try:
             for _ in range(attempts):
                 if set(pinned) >= pids:
@@ -268,16 +273,52 @@ class Server:
                 if pid is not None and pid not in pinned:
                     pinned[pid] = conn
                 else:
-                    spare.append(conn)
+                    conn.close()
             assert set(pinned) >= pids, f"could not reach every worker of {pids}: {set(pinned)}"
-            result = {}
-            for pid, conn in pinned.items():
-                conn.request("GET", "/_comet/stats")
-                result[pid] = json.loads(conn.getresponse().read())
-            return result
-        finally:
-            for conn in [*pinned.values(), *spare]:
+        except BaseException:
+            for conn in pinned.values():
                 conn.close()
+            raise
+        return pinned
+
+    def stats_by_worker(self) -> dict[int, dict[str, Any]]:
+        """Stats of every worker, each asked on a connection pinned to it."""
+        pinned = self.pin_workers()
+        try:
+            return {pid: pinned_stats(conn) for pid, conn in pinned.items()}
+        finally:
+            for conn in pinned.values():
+                conn.close()
+
+    def listening_fd_flags(self) -> Callable[[], int]:
+        """A reader of the listening socket's file status flags, as the master sees them.
+
+        The master and every worker share one open file description, so O_NONBLOCK
+        set or cleared by any of them is what all of them get.
+        """
+        inode = None
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                parts = line.split()
+                if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == self.port:
+                    inode = int(parts[9])
+        assert inode is not None, "no listening socket"
+        fd = next(f.name for f in Path(f"/proc/{self.proc.pid}/fd").iterdir()
+                  if os.readlink(f) == f"socket:[{inode}]")
+        path = f"/proc/{self.proc.pid}/fdinfo/{fd}"
+
+        def read() -> int:
+            with open(path) as info:
+                for line in info:
+                    if line.startswith("flags:"):
+                        return int(line.split()[1], 8)
+            raise AssertionError("no flags in fdinfo")
+
+        return read
+
+    def established(self) -> int:
+        """Client connections the kernel holds for this port (accepted or still queued)."""
+        return len(_server_side_inodes(self.port))
 
     def parked(self) -> int:
         """Parked long-polls over all of this server's processes."""
