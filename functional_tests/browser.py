@@ -7,6 +7,7 @@ import tempfile
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -56,12 +57,26 @@ def quit_browser(driver: WebDriver) -> None:
 
 
 def wait(driver: WebDriver, timeout: float = WAIT) -> WebDriverWait:
-    return WebDriverWait(driver, timeout)
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def until(driver: WebDriver, condition: Any, message: str = "", timeout: float = WAIT) -> Any:
     """``WebDriverWait.until`` with a message saying what the page failed to do."""
     return wait(driver, timeout).until(condition, message)
+
+
+def submit_and_wait_for_new_page(driver: WebDriver, button: Any, what: str) -> None:
+    """Click a button that loads a new document, and wait until that document is there.
+
+    Checking elements while the old document is torn down races with ChromeDriver
+    ("Node with given id does not belong to the document"), so the old document is
+    marked first and the wait is on plain script until the mark has gone.
+    """
+    driver.execute_script("document.documentElement.setAttribute('data-ft-old', '1')")
+    button.click()
+    until(driver, lambda d: d.execute_script(
+        "return !document.documentElement.hasAttribute('data-ft-old')"
+        " && document.readyState === 'complete'"), f"no new page after {what}")
 
 
 def messages(driver: WebDriver) -> list[list[str | None]]:
@@ -90,7 +105,11 @@ def open_room(driver: WebDriver, base_url: str, slug: str, nick: str | None = No
     field = until(driver, EC.visibility_of_element_located((By.CSS_SELECTOR, "#nick-form #nick")),
                   "the nick chooser #nick-form was not shown to a new visitor")
     field.send_keys(nick)
-    driver.find_element(By.CSS_SELECTOR, "#nick-form [type=submit], #nick-form button").click()
+    submit_and_wait_for_new_page(
+        driver, driver.find_element(By.CSS_SELECTOR, "#nick-form [type=submit], #nick-form button"),
+        f"picking nick {nick!r}")
+    until(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-nick") == nick,
+          f"the room page does not know the nick {nick!r} after picking it")
     until(driver, EC.visibility_of_element_located((By.CSS_SELECTOR, "#message-form")),
           f"the message form did not show after picking nick {nick!r}")
     until(driver, EC.invisibility_of_element_located((By.CSS_SELECTOR, "#nick-form")),

@@ -5,7 +5,14 @@ from __future__ import annotations
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
-from functional_tests.browser import LIVE, open_room, type_message, until, wait_for_message
+from functional_tests.browser import (
+    LIVE,
+    open_room,
+    submit_and_wait_for_new_page,
+    type_message,
+    until,
+    wait_for_message,
+)
 
 
 def room_number(driver, slug: str, field: str) -> int:
@@ -41,7 +48,9 @@ def submit_room_form(driver, slug: str, title: str) -> None:
         field = form.find_element(By.NAME, name)
         field.clear()
         field.send_keys(value)
-    form.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
+    submit_and_wait_for_new_page(
+        driver, form.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]"),
+        f"submitting the room {slug!r}")
 
 
 def test_create_room_rejects_bad_slug_then_creates_good_one(chat_server, browser):
