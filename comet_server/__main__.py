@@ -37,12 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     if not port.isdigit():
         parser.error(f"bad bind address {args.bind!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if not args.access_log:
-        logging.getLogger("comet_server.access").setLevel(logging.WARNING)
     sys.path.insert(0, ".")
     app = load_app(args.app)
     config = ServerConfig(keepalive_timeout=args.keepalive_timeout,
-                          max_body_size=args.max_body_size, multiprocess=args.workers > 1)
+                          max_body_size=args.max_body_size, multiprocess=args.workers > 1,
+                          access_log=args.access_log)
 
     def announce(bound: int) -> None:
         print(f"comet server listening on http://{host or '127.0.0.1'}:{bound}/", flush=True)

@@ -44,7 +44,7 @@ class ServerConfig:
     def __init__(self, *, max_body_size: int = 10 * 1024 * 1024, max_header_size: int = 64 * 1024,
                  keepalive_timeout: int = 30, stats_path: str | None = "/_comet/stats",
                  stats_loopback_only: bool = True, shutdown_grace: float = 5.0,
-                 multiprocess: bool = False) -> None:
+                 multiprocess: bool = False, access_log: bool = True) -> None:
         if max_body_size < 0 or max_header_size < 256 or keepalive_timeout < 1:
             raise ValueError("limits must be positive (header size at least 256 bytes)")
         self.max_body_size = max_body_size
@@ -54,6 +54,7 @@ class ServerConfig:
         self.stats_loopback_only = stats_loopback_only
         self.shutdown_grace = shutdown_grace
         self.multiprocess = multiprocess
+        self.access_log = access_log
 
 
 class _Connection:
@@ -373,7 +374,7 @@ class Exchange:
         if record is not None and record.exchange is self:
             record.exchange = None
         self.close_result()
-        if access_log.isEnabledFor(logging.INFO):
+        if server.config.access_log and access_log.isEnabledFor(logging.INFO):
             peer = record.peer[0] if record is not None else "-"
             parked = f" parked {self.parked_total * 1000:.0f}ms" if self.parked_total else ""
             note = " client gone" if gone else " aborted" if aborted else ""

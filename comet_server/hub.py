@@ -110,6 +110,14 @@ class Hub:
             self._scheduler = scheduler
             self._dispatch_scheduled = False
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` at the server loop's next turn, or at once without a server."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            fn()
+        else:
+            scheduler(fn)
+
     # -- publishing ----------------------------------------------------------------
 
     def publish(self, channel: str, payload: Any = None, cursor: int | None = None) -> Event:

@@ -15,9 +15,11 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from ctypes import byref
+from functools import partial
 
 from comet_server import ctypes_event as ev
 
@@ -27,15 +29,36 @@ log = logging.getLogger("comet_server.loop")
 class Timer:
     """A one-shot timer; ``cancel()`` before it fires to drop it."""
 
-    __slots__ = ("_loop", "_id", "_event")
+    __slots__ = ("deadline", "fn", "queue")
 
-    def __init__(self, loop: EventLoop, timer_id: int, event: int) -> None:
-        self._loop, self._id, self._event = loop, timer_id, event
+    def __init__(self, deadline: float, fn: Callable[[], None], queue: _TimerQueue) -> None:
+        self.deadline, self.fn, self.queue = deadline, fn, queue
 
     def cancel(self) -> None:
-        if self._event:
-            self._loop._drop(self._id, self._event)
-            self._event = 0
+        if self.fn is not None:
+            self.fn = None
+            self.queue.cancelled += 1
+            self.queue.maybe_compact()
+
+
+class _TimerQueue:
+    """The timers of one duration: they fire in the order they were set, so a deque and
+    one libevent timer serve them all (thousands of long-polls with the same timeout
+    cost one small Python object each, not a C event each)."""
+
+    __slots__ = ("seconds", "timers", "cancelled", "handler_id", "event")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.timers: deque[Timer] = deque()
+        self.cancelled = 0
+        self.handler_id = 0
+        self.event = 0
+
+    def maybe_compact(self) -> None:
+        if self.cancelled > 64 and self.cancelled * 2 > len(self.timers):
+            self.timers = deque(t for t in self.timers if t.fn is not None)
+            self.cancelled = 0
 
 
 class EventLoop:
@@ -48,7 +71,7 @@ class EventLoop:
         self._handlers: dict[int, tuple[Callable[[], None], bool]] = {}
         self._events: dict[int, int] = {}
         self._ids = itertools.count(1)
-        self._common_timeouts: dict[float, object] = {}
+        self._timer_queues: dict[float, _TimerQueue] = {}
         self._fatal: BaseException | None = None
         self._thread_id: int | None = None
         self._event_cb = ev.event_callback_fn(self._on_event)  # lives as long as the loop
@@ -90,28 +113,46 @@ class EventLoop:
 
     # -- timers ---------------------------------------------------------------------
 
-    def _timeval(self, seconds: float) -> object:
-        """A common-timeout timeval for durations used repeatedly (O(1) queues)."""
-        tv = self._common_timeouts.get(seconds)
-        if tv is None:
-            if len(self._common_timeouts) < 200:
-                raw = ev.timeval.of(seconds)
-                tv = ev.event_base_init_common_timeout(self.base, byref(raw))
-                self._common_timeouts[seconds] = tv
-            else:
-                tv = byref(ev.timeval.of(seconds))
-        return tv
-
     def call_later(self, seconds: float, fn: Callable[[], None]) -> Timer:
         """Call ``fn`` once after ``seconds`` (loop thread only)."""
-        handler_id = next(self._ids)
-        event = ev.event_new(self.base, -1, 0, self._event_cb, handler_id)
-        if not event:
-            raise MemoryError("event_new failed")
-        self._handlers[handler_id] = (fn, False)
-        self._events[handler_id] = event
-        ev.event_add(event, self._timeval(max(0.0, seconds)))
-        return Timer(self, handler_id, event)
+        seconds = max(0.0, float(seconds))
+        queue = self._timer_queues.get(seconds)
+        if queue is None:
+            queue = self._timer_queues[seconds] = _TimerQueue(seconds)
+            queue.handler_id = next(self._ids)
+            queue.event = ev.event_new(self.base, -1, 0, self._event_cb, queue.handler_id)
+            if not queue.event:
+                raise MemoryError("event_new failed")
+            self._handlers[queue.handler_id] = (partial(self._fire_timers, queue), True)
+            self._events[queue.handler_id] = queue.event
+        timer = Timer(time.monotonic() + seconds, fn, queue)
+        if not queue.timers:
+            ev.event_add(queue.event, byref(ev.timeval.of(seconds)))
+        queue.timers.append(timer)
+        return timer
+
+    def _fire_timers(self, queue: _TimerQueue) -> None:
+        now = time.monotonic() + 0.0005  # libevent may wake a hair early
+        try:
+            # queue.timers is read afresh each time: a callback may compact it.
+            while queue.timers and queue.timers[0].deadline <= now:
+                timer = queue.timers.popleft()
+                fn, timer.fn = timer.fn, None
+                if fn is None:
+                    queue.cancelled -= 1
+                    continue
+                try:
+                    fn()
+                except Exception:
+                    log.exception("error in timer callback")
+        finally:
+            timers = queue.timers
+            if timers:
+                delay = max(0.0, timers[0].deadline - time.monotonic())
+                ev.event_add(queue.event, byref(ev.timeval.of(delay)))
+            else:
+                self._timer_queues.pop(queue.seconds, None)
+                self._drop(queue.handler_id, queue.event)
 
     # -- readers --------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from django.core import signals
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import resolve
 
@@ -34,6 +35,7 @@ class DeferredResponse(StreamingHttpResponse):
     def __init__(self, coroutine_factory: Callable[[HttpRequest | None], CometCoroutine],
                  *args: Any, **kwargs: Any) -> None:
         self._wrapped = None
+        self._comet_driven = False
         super().__init__((), *args, **kwargs)
         self._coroutine_factory = coroutine_factory
         self._wrapped: Iterator[bytes] | None = None
@@ -41,6 +43,7 @@ class DeferredResponse(StreamingHttpResponse):
         self.comet_request: HttpRequest | None = None
 
     def comet_coroutine(self) -> CometCoroutine:
+        self._comet_driven = True
         if self._wrapped is not None:
             raise TypeError("a middleware replaced this DeferredResponse's streaming_content "
                             "(GZipMiddleware?); the comet server cannot suspend it")
@@ -60,10 +63,42 @@ class DeferredResponse(StreamingHttpResponse):
     def __iter__(self) -> Iterator[bytes]:
         return self.streaming_content
 
+    def close(self) -> None:
+        """Close as Django does, but under the comet server send ``request_finished``
+        once per loop turn: one publish may finish thousands of responses, and its
+        receivers (closing database connections) need not run for each of them."""
+        if not self._comet_driven:
+            super().close()
+            return
+        for closer in self._resource_closers:
+            try:
+                closer()
+            except Exception:
+                pass
+        self._resource_closers.clear()
+        self.closed = True
+        _finish_request_soon(self._handler_class)
+
     @property
     def content(self) -> bytes:  # type: ignore[override]
         """The whole body, waiting for it (handy in tests with Django's test client)."""
         return b"".join(self.streaming_content)
+
+
+_finish_pending: set[Any] = set()
+
+
+def _finish_request_soon(sender: Any) -> None:
+    """Send ``request_finished`` for ``sender`` at the loop's next turn, once."""
+    if sender in _finish_pending:
+        return
+    _finish_pending.add(sender)
+
+    def finish() -> None:
+        _finish_pending.discard(sender)
+        signals.request_finished.send(sender=sender)
+
+    get_hub().call_soon(finish)
 
 
 def _body(result: Any) -> bytes:

@@ -81,18 +81,19 @@ class Command(BaseCommand):
             stats_path=options["stats_path"] or None,
             stats_loopback_only=not options["stats_public"],
             multiprocess=workers > 1,
+            access_log=options["access_log"],
         )
         if workers > 1 and not setting("COMET_BROKER"):
             raise CommandError("--workers > 1 needs COMET_BROKER (e.g. redis://127.0.0.1:6379/0): "
                                "without a broker a publish in one worker cannot wake the others")
-        self._configure_logging(options["access_log"])
+        self._configure_logging()
         self.run_args = (host, port, workers, config, options)
         if options["use_reloader"] and settings.DEBUG and workers == 1:
             autoreload.run_with_reloader(self.inner_run)
         else:
             self.inner_run()
 
-    def _configure_logging(self, access: bool) -> None:
+    def _configure_logging(self) -> None:
         logger = logging.getLogger("comet_server")
         if not logger.handlers and not logging.getLogger().handlers:
             handler = logging.StreamHandler(sys.stderr)
@@ -100,8 +101,6 @@ class Command(BaseCommand):
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
             logger.propagate = False
-        logging.getLogger("comet_server.access").setLevel(
-            logging.INFO if access else logging.WARNING)
 
     def get_handler(self, options: dict[str, Any]) -> Any:
         handler = get_internal_wsgi_application()
