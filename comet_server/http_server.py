@@ -298,10 +298,9 @@ class Exchange:
             self.bev = ev.evhttp_connection_get_bufferevent(self.conn)
             ev.bufferevent_set_timeouts(self.bev, None, self.server.timeouts)
         if data and self.method != "HEAD":
-            buf = ev.evbuffer_new()
-            ev.evbuffer_add(buf, data, len(data))
-            ev.evhttp_send_reply_chunk(self.req, buf)
-            ev.evbuffer_free(buf)
+            scratch = self.server.scratch  # evhttp moves its content out: reusable
+            ev.evbuffer_add(scratch, data, len(data))
+            ev.evhttp_send_reply_chunk(self.req, scratch)
             self.sent += len(data)
 
     def finish(self) -> None:
@@ -322,11 +321,9 @@ class Exchange:
                 # evhttp adds it only for HTTP/1.1 and keep-alive; HEAD says what GET sends.
                 ev.evhttp_add_header(ev.evhttp_request_get_output_headers(self.req),
                                      b"Content-Length", str(len(data)).encode())
-            buf = ev.evbuffer_new()
             if data and self.method != "HEAD":  # evhttp would send a HEAD body as is
-                ev.evbuffer_add(buf, data, len(data))
-            ev.evhttp_send_reply(self.req, self.code, self.reason, buf)
-            ev.evbuffer_free(buf)
+                ev.evbuffer_add(ev.evhttp_request_get_output_buffer(self.req), data, len(data))
+            ev.evhttp_send_reply(self.req, self.code, self.reason, None)
             self.sent = len(data)
         self.complete(self.code)
 
@@ -349,21 +346,16 @@ class Exchange:
             self.unpark()
         if not self.started:
             out = ev.evhttp_request_get_output_headers(self.req)
-            ev.evhttp_send_reply(self.req, 500, b"Internal Server Error", self._error_body(out))
+            ev.evhttp_add_header(out, b"Content-Type", b"text/plain; charset=utf-8")
+            body = b"Internal Server Error\n"
+            ev.evbuffer_add(ev.evhttp_request_get_output_buffer(self.req), body, len(body))
+            ev.evhttp_send_reply(self.req, 500, b"Internal Server Error", None)
             self.complete(500)
         else:
             # The client must not mistake a broken stream for a complete one.
             self.server.streaming -= 1
             self.server.abort_connection(self.conn)
             self.complete(self.code, aborted=True)
-
-    @staticmethod
-    def _error_body(out: int) -> int:
-        ev.evhttp_add_header(out, b"Content-Type", b"text/plain; charset=utf-8")
-        body = b"Internal Server Error\n"
-        buf = ev.evbuffer_new()
-        ev.evbuffer_add(buf, body, len(body))
-        return buf
 
     def complete(self, code: int, *, aborted: bool = False, gone: bool = False) -> None:
         """Forget the request (libevent owns or has freed it) and close the iterable."""
@@ -428,6 +420,8 @@ class CometServer:
         self.started_at = time.time()
         self.stopping = False
         self.timeouts = ev.timeval.of(self.config.keepalive_timeout)
+        self._stats_path = (self.config.stats_path or "").encode()
+        self.scratch = ev.evbuffer_new()
         self._request_cb = ev.evhttp_request_cb(self._on_request)
         self._close_cb = ev.evhttp_connection_close_cb(self._on_close)
         self._http = ev.evhttp_new(self.loop.base)
@@ -462,8 +456,7 @@ class CometServer:
             version = ev.http_version(req)
             exchange = Exchange(self, req, conn, method, target, version)
             record.exchange = exchange
-            if self.config.stats_path and target.partition(b"?")[0] == \
-                    self.config.stats_path.encode():
+            if self._stats_path and target.partition(b"?")[0] == self._stats_path:
                 self._answer_stats(exchange, record.peer[0])
                 return
             environ = build_environ(
@@ -539,6 +532,7 @@ class CometServer:
             self.hub.set_scheduler(None)
             ev.evhttp_free(self._http)  # closes idle connections and the listener
             self._http = None
+            ev.evbuffer_free(self.scratch)
             self.loop.close()
 
     def shutdown(self) -> None:
