@@ -6,6 +6,7 @@ a fixed time to let another process "catch up".
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,30 @@ def insert_message(db_url: str, room_id: int, text: str, author: str = "outside"
             "VALUES (%s, %s, %s, now()) RETURNING id", (room_id, author, text)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@contextlib.contextmanager
+def slow_commits(db_url: str, room_id: int, max_delay: float = 0.03) -> Iterator[None]:
+    """Widen the gap between a message getting its id and its commit, for one room.
+
+    An AFTER INSERT trigger sleeps a random moment: the sequence value is taken, the
+    row is not yet visible.  Without the room lock of services.post_message, commits
+    then land out of id order often enough for a cursor to jump over a message.
+    """
+    with pg_connect(db_url) as conn:
+        conn.execute(f"""
+            CREATE OR REPLACE FUNCTION mp_slow_{room_id}() RETURNS trigger AS $$
+            BEGIN PERFORM pg_sleep(random() * {max_delay}); RETURN NEW; END $$
+            LANGUAGE plpgsql""")
+        conn.execute(f"""
+            CREATE TRIGGER mp_slow_{room_id} AFTER INSERT ON rooms_message FOR EACH ROW
+            WHEN (NEW.room_id = {room_id}) EXECUTE FUNCTION mp_slow_{room_id}()""")
+    try:
+        yield
+    finally:
+        with pg_connect(db_url) as conn:
+            conn.execute(f"DROP TRIGGER IF EXISTS mp_slow_{room_id} ON rooms_message")
+            conn.execute(f"DROP FUNCTION IF EXISTS mp_slow_{room_id}()")
 
 
 def db_message_ids(db_url: str, room_id: int) -> list[int]:
@@ -209,6 +234,10 @@ class Server:
         return (self.out_path.read_text(errors="replace")
                 + self.err_path.read_text(errors="replace")[-6000:])
 
+    def subscriptions(self) -> int:
+        """How many times this server's processes subscribed to Redis (from its log)."""
+        return self.err_path.read_text(errors="replace").count("subscribed to Redis")
+
     def _alive(self) -> None:
         if self.proc.poll() is not None:
             raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
@@ -229,7 +258,7 @@ class Server:
 
     def subscribed(self) -> bool:
         """Every process has logged its PSUBSCRIBE (before that, publishes miss it)."""
-        return self.log().count("subscribed to Redis") >= self.workers
+        return self.subscriptions() >= self.workers
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -474,6 +503,14 @@ def join_followers(followers: list[Follower], timeout: float) -> None:
 def assert_exactly_once_in_order(followers: list[Follower], expected: list[int]) -> None:
     """Every follower got exactly ``expected`` (ids), once each, in id order."""
     for i, follower in enumerate(followers):
-        assert follower.ids() == expected, (
-            f"follower {i} (errors {follower.errors[:3]}) got {follower.ids()}, "
-            f"expected {expected}")
+        got = follower.ids()
+        if got == expected:
+            continue
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        twice = sorted({x for x in got if got.count(x) > 1})
+        unordered = [(a, b) for a, b in zip(got, got[1:], strict=False) if a >= b]
+        raise AssertionError(
+            f"follower {i} got {len(got)} messages, expected {len(expected)}: "
+            f"missing {missing}, unexpected {extra}, duplicated {twice}, "
+            f"out of order {unordered[:5]} (connection errors: {follower.errors[:2]})")

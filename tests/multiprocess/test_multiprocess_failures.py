@@ -89,7 +89,7 @@ def test_replacing_a_worker_keeps_the_shared_listening_socket_non_blocking(
     probe_thread = None
     deadline = time.monotonic() + 20
     while not (victim not in server.worker_pids() and len(server.worker_pids()) == 2
-               and server.log().count("subscribed to Redis") >= 3):
+               and server.subscriptions() >= 3):
         assert time.monotonic() < deadline, "no replacement worker came up"
         if not flags() & os.O_NONBLOCK:
             blocking_seen += 1
@@ -150,5 +150,5 @@ def test_redis_restart_while_polls_are_parked_loses_no_message(
     assert helpers.db_message_ids(mp_database, room_id) == expected
     assert_exactly_once_in_order(followers, expected)
     for server in (a, b):
-        assert server.log().count("subscribed to Redis") >= 2 * server.workers, (
+        assert server.subscriptions() >= 2 * server.workers, (
             f"{server.name} did not resubscribe:\n{server.log()}")
