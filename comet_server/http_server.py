@@ -273,13 +273,21 @@ class Exchange:
 
     # -- sending --------------------------------------------------------------------
 
-    def set_headers(self) -> None:
+    def set_headers(self) -> tuple[int, int | None]:
+        """Put the application's headers on the reply; return them and its Content-Length."""
         if self.headers is None:
             raise AssertionError("the application returned without calling start_response")
         out = ev.evhttp_request_get_output_headers(self.req)
+        declared = None
         for name, value in self.headers:
             if ev.evhttp_add_header(out, name.encode("latin-1"), value.encode("latin-1")) != 0:
                 raise ValueError(f"header {name!r} has a value evhttp refuses (CR or LF?)")
+            if len(name) == 14 and name.lower() == "content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise ValueError(f"bad Content-Length {value!r}") from None
+        return out, declared
 
     def flush(self) -> None:
         """Send buffered body data, starting the stream if needed (never an empty chunk)."""
@@ -311,30 +319,20 @@ class Exchange:
             ev.evhttp_send_reply_end(self.req)
             self.server.streaming -= 1
         else:
-            data = b"".join(self.pending)
-            self.pending.clear()
-            self.set_headers()
-            declared = self._declared_length()
+            pending = self.pending
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            out, declared = self.set_headers()
             if declared is not None and declared != len(data) and self.method != "HEAD":
                 raise ValueError(f"Content-Length {declared} but the body has {len(data)} bytes")
             if declared is None and self.code >= 200 and self.code not in (204, 304):
                 # evhttp adds it only for HTTP/1.1 and keep-alive; HEAD says what GET sends.
-                ev.evhttp_add_header(ev.evhttp_request_get_output_headers(self.req),
-                                     b"Content-Length", str(len(data)).encode())
+                ev.evhttp_add_header(out, b"Content-Length", b"%d" % len(data))
             if data and self.method != "HEAD":  # evhttp would send a HEAD body as is
                 ev.evbuffer_add(ev.evhttp_request_get_output_buffer(self.req), data, len(data))
             ev.evhttp_send_reply(self.req, self.code, self.reason, None)
             self.sent = len(data)
         self.complete(self.code)
-
-    def _declared_length(self) -> int | None:
-        for name, value in self.headers or ():
-            if name.lower() == "content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    raise ValueError(f"bad Content-Length {value!r}") from None
-        return None
 
     def fail(self, why: str) -> None:
         """The application failed: 500 if nothing was sent yet, else cut the connection."""

@@ -168,19 +168,28 @@ class Hub:
         memo: dict[Any, Any] = {}
         woken: dict[Watch, list[Event]] = {}
         for channel, events in by_channel.items():
+            by_after: dict[int | None, list[Event]] = {}
             for watch in tuple(self._waiters.get(channel, ())):
-                wanted = _wanted(events, watch.after)
+                wanted = by_after.get(watch.after)
+                if wanted is None:
+                    wanted = by_after[watch.after] = _wanted(events, watch.after)
                 if wanted:
-                    woken.setdefault(watch, []).extend(wanted)
-        # Waiters with the same channels and cursor share one events list, so a
-        # renderer that memoises on it does its work once for all of them.
-        shared: dict[Any, list[Event]] = {}
+                    earlier = woken.get(watch)
+                    woken[watch] = wanted if earlier is None else earlier + wanted
+        # Waiters with the same channels and cursor share one Delivery (one events
+        # list), so a renderer that memoises on it does its work once for all of them.
+        shared: dict[Any, Delivery] = {}
         for watch, events in woken.items():
             self._remove(watch)
-            key = (watch.key, tuple(id(e) for e in events))
-            events = shared.setdefault(key, events)
+            if len(watch.channels) == 1:
+                key = (watch.key, id(events))  # the list shared per (channel, after)
+            else:
+                key = (watch.key, tuple(id(e) for e in events))
+            delivery = shared.get(key)
+            if delivery is None:
+                delivery = shared[key] = Delivery(events, memo)
             self.delivered_total += 1
-            watch.deliver(Delivery(events, memo))
+            watch.deliver(delivery)
 
     # -- waiting -------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ def test_one_dispatch_shares_events_and_memo_between_equal_waiters():
     hub.watch(("c",), 0, got.append)
     hub.publish("c", "x", cursor=1)
     assert len(got) == 101
-    assert len({id(d.events) for d in got}) == 2  # two distinct (channels, after) groups
+    assert len({id(d) for d in got}) == 2  # one Delivery per (channels, after) group
     assert len({id(d.memo) for d in got}) == 1
 
 
