@@ -152,3 +152,53 @@ def test_redis_restart_while_polls_are_parked_loses_no_message(
     for server in (a, b):
         assert server.subscriptions() >= 2 * server.workers, (
             f"{server.name} did not resubscribe:\n{server.log()}")
+
+
+def test_sighup_replaces_workers_without_refusing_or_losing_anything(
+        start_server, room, mp_database) -> None:
+    """A graceful reload (SIGHUP): new worker pids, parked clients re-poll from their
+    cursor, new clients are never refused or left hanging, nothing is lost."""
+    slug, room_id = room
+    server = start_server(workers=2)
+    poster = Poster("erin")
+    first = poster.post(server, slug, "before the reload")["id"]
+    followers = start_followers(8, [server], slug, 0, want=4, timeout=60)
+    try:
+        wait_until(lambda: all(len(f.received) == 1 for f in followers), 20,
+                   "the followers to read the first message")
+        server.wait_parked(8)
+        old = server.worker_pids()
+        problems: list[str] = []
+        stop = threading.Event()
+
+        def knock() -> None:  # a load balancer's health check during the reload
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+                    conn.request("GET", "/_comet/stats")
+                    conn.getresponse().read()
+                    conn.close()
+                except OSError as exc:
+                    problems.append(f"{exc!r} after {time.monotonic() - started:.2f}s")
+
+        checker = threading.Thread(target=knock)
+        checker.start()
+        try:
+            server.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: len(server.worker_pids()) == 2
+                       and not server.worker_pids() & old, 20, "two fresh workers")
+            wait_until(lambda: server.subscriptions() >= 4, 20, "the new workers to subscribe")
+        finally:
+            stop.set()
+            checker.join(10)
+        assert not problems, problems[:5]
+        after = [poster.post(server, slug, f"after the reload {i}")["id"] for i in range(3)]
+        join_followers(followers, 30)
+    finally:
+        for follower in followers:
+            follower.deadline = 0
+    expected = [first, *after]
+    assert helpers.db_message_ids(mp_database, room_id) == expected
+    assert_exactly_once_in_order(followers, expected)
+    assert server.proc.poll() is None
