@@ -40,6 +40,9 @@ class Supervisor:
     def run(self, announce: Callable[[int], None] | None = None) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, self._note_signal)
+        # O_NONBLOCK belongs to the socket every worker shares: it must never turn
+        # blocking (socket.dup copies the timeout), or a worker freezes in accept().
+        self.sock.setblocking(False)
         if announce is not None:
             announce(self.sock.getsockname()[1])
         for _ in range(self.count):
