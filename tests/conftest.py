@@ -7,9 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from comet_server.hub import Hub, get_hub, set_hub
 from tests.helpers.proc import ServerProcess, launch, runcomet_argv, wsgi_app_argv
 
 StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture(autouse=True)
+def fresh_hub() -> Iterator[Hub]:
+    """Each test gets its own in-process comet hub: no history or waiters leak."""
+    previous = get_hub()
+    hub = Hub()
+    set_hub(hub)
+    yield hub
+    set_hub(previous)
 
 
 @pytest.fixture(scope="session")

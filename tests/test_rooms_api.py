@@ -8,18 +8,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from chatsite.rooms.models import Message, Room
-from comet_server.hub import Hub, get_hub, set_hub
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def fresh_hub():
-    """Each test gets its own comet hub: no history or waiters leak between tests."""
-    previous = get_hub()
-    set_hub(Hub())
-    yield
-    set_hub(previous)
 
 
 @pytest.fixture

@@ -16,19 +16,12 @@ from django.test import Client
 from chatsite.rooms import services
 from chatsite.rooms.models import Room
 from chatsite.rooms.updates import RoomUpdates
-from comet_server.hub import Hub, get_hub, set_hub
+from comet_server.hub import get_hub
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 DEADLINE = 20.0  # seconds: only reached when something is broken
 
-
-@pytest.fixture(autouse=True)
-def fresh_hub():
-    previous = get_hub()
-    set_hub(Hub())
-    yield
-    set_hub(previous)
 
 
 @pytest.fixture(autouse=True)

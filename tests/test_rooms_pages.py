@@ -6,17 +6,9 @@ import pytest
 from django.test import Client
 
 from chatsite.rooms.models import Message, Room
-from comet_server.hub import Hub, get_hub, set_hub
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def fresh_hub():
-    previous = get_hub()
-    set_hub(Hub())
-    yield
-    set_hub(previous)
 
 
 def test_lobby_lists_rooms_with_counts_and_the_create_form():

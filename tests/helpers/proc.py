@@ -20,8 +20,8 @@ ANNOUNCE = re.compile(r"http://\[?[^\s/\]]+\]?:(\d+)/")
 STARTUP_TIMEOUT = 20.0
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02,
-               message: str = "condition") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float, message: str = "condition",
+               interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it is truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -24,6 +24,8 @@ import psycopg
 import redis
 import requests
 
+from tests.helpers.proc import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
 REDIS_URL = os.environ.get("COMET_MP_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -36,17 +38,6 @@ REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::
                "--logfile", "/var/log/redis/ci.log"]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, message: str,
-               interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until truthy and return its value; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 # -- services ------------------------------------------------------------------------------
