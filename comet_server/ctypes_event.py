@@ -215,10 +215,14 @@ def version() -> str:
     return event_get_version().decode()  # type: ignore[name-defined]  # noqa: F821
 
 
+_VERSION_OFFSET = evhttp_request_head.major.offset
+assert evhttp_request_head.minor.offset == _VERSION_OFFSET + 1
+
+
 def http_version(request: int) -> tuple[int, int]:
     """The request's HTTP version (major, minor), read from the public struct."""
-    head = evhttp_request_head.from_address(request)
-    return ord(head.major), ord(head.minor)
+    major, minor = ctypes.string_at(request + _VERSION_OFFSET, 2)
+    return major, minor
 
 
 def iter_headers(headers: object) -> list[tuple[bytes, bytes]]:

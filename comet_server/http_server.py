@@ -26,7 +26,7 @@ from comet_server import ctypes_event as ev
 from comet_server.hub import Hub, Watch
 from comet_server.loop import EventLoop, Timer
 from comet_server.waits import Delivery, Sleep, WaitForEvents
-from comet_server.wsgi_environ import build_environ
+from comet_server.wsgi_environ import base_environ, build_environ
 
 log = logging.getLogger("comet_server.server")
 access_log = logging.getLogger("comet_server.access")
@@ -141,8 +141,8 @@ class Exchange:
     def run(self, app: WSGIApp, environ: dict) -> None:
         """Call the application and send or park its response."""
         try:
-            self.result = app(environ, self.start_response)
-            factory = getattr(self.result, "comet_coroutine", None)
+            result = self.result = app(environ, self.start_response)
+            factory = None if type(result) is list else getattr(result, "comet_coroutine", None)
             if factory is not None:
                 self.coroutine = factory()
                 self.step(None)
@@ -329,8 +329,11 @@ class Exchange:
                 # evhttp adds it only for HTTP/1.1 and keep-alive; HEAD says what GET sends.
                 ev.evhttp_add_header(out, b"Content-Length", b"%d" % len(data))
             if data and self.method != "HEAD":  # evhttp would send a HEAD body as is
-                ev.evbuffer_add(ev.evhttp_request_get_output_buffer(self.req), data, len(data))
-            ev.evhttp_send_reply(self.req, self.code, self.reason, None)
+                scratch = self.server.scratch  # evhttp moves its content out: reusable
+                ev.evbuffer_add(scratch, data, len(data))
+                ev.evhttp_send_reply(self.req, self.code, self.reason, scratch)
+            else:
+                ev.evhttp_send_reply(self.req, self.code, self.reason, None)
             self.sent = len(data)
         self.complete(self.code)
 
@@ -364,7 +367,7 @@ class Exchange:
         if record is not None and record.exchange is self:
             record.exchange = None
         self.close_result()
-        if server.config.access_log and access_log.isEnabledFor(logging.INFO):
+        if server.access_log and access_log.isEnabledFor(logging.INFO):
             peer = record.peer[0] if record is not None else "-"
             parked = f" parked {self.parked_total * 1000:.0f}ms" if self.parked_total else ""
             note = " client gone" if gone else " aborted" if aborted else ""
@@ -380,6 +383,8 @@ class Exchange:
                 coroutine.close()
         except Exception:
             log.exception("error closing the comet coroutine")
+        if type(result) is list:  # the common plain response: nothing to close
+            return
         try:
             close = getattr(result, "close", None)
             if close is not None:
@@ -419,6 +424,9 @@ class CometServer:
         self.stopping = False
         self.timeouts = ev.timeval.of(self.config.keepalive_timeout)
         self._stats_path = (self.config.stats_path or "").encode()
+        self.access_log = self.config.access_log
+        self._base_environ = base_environ(server=self.server_address,
+                                          multiprocess=self.config.multiprocess)
         self.scratch = ev.evbuffer_new()
         self._request_cb = ev.evhttp_request_cb(self._on_request)
         self._close_cb = ev.evhttp_connection_close_cb(self._on_close)
@@ -458,11 +466,10 @@ class CometServer:
                 self._answer_stats(exchange, record.peer[0])
                 return
             environ = build_environ(
-                method=method, target=target, version=version,
+                self._base_environ, method=method, target=target, version=version,
                 headers=ev.iter_headers(ev.evhttp_request_get_input_headers(req)),
-                body=ev.buffer_bytes(ev.evhttp_request_get_input_buffer(req)),
-                remote=record.peer, server=self.server_address,
-                multiprocess=self.config.multiprocess,
+                read_body=lambda: ev.buffer_bytes(ev.evhttp_request_get_input_buffer(req)),
+                remote=record.peer,
             )
             exchange.run(self.app, environ)
         except BaseException as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
 # Headers that are not turned into HTTP_* keys.
@@ -26,38 +26,45 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     return path or b"/", query.partition(b"#")[0]
 
 
-def build_environ(
-    *,
-    method: str,
-    target: bytes,
-    version: tuple[int, int],
-    headers: Iterable[tuple[bytes, bytes]],
-    body: bytes,
-    remote: tuple[str, int],
-    server: tuple[str, int],
-    multiprocess: bool,
-    url_scheme: str = "http",
-) -> dict:
-    """The WSGI environ for one request (native strings are latin-1 decoded)."""
-    path, query = split_target(target)
-    environ: dict = {
-        "REQUEST_METHOD": method,
+def base_environ(*, server: tuple[str, int], multiprocess: bool,
+                 url_scheme: str = "http") -> dict:
+    """The keys that are the same for every request of one server (copied per request)."""
+    return {
         "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
-        "QUERY_STRING": query.decode("latin-1"),
         "SERVER_NAME": server[0],
         "SERVER_PORT": str(server[1]),
-        "SERVER_PROTOCOL": f"HTTP/{version[0]}.{version[1]}",
-        "REMOTE_ADDR": remote[0],
-        "REMOTE_PORT": str(remote[1]),
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": url_scheme,
-        "wsgi.input": io.BytesIO(body),
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": False,
         "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,
     }
+
+
+def build_environ(
+    base: dict,
+    *,
+    method: str,
+    target: bytes,
+    version: tuple[int, int],
+    headers: Iterable[tuple[bytes, bytes]],
+    read_body: Callable[[], bytes],
+    remote: tuple[str, int],
+) -> dict:
+    """The WSGI environ for one request (native strings are latin-1 decoded).
+
+    ``read_body`` is called only when the request says it has a body.
+    """
+    path, query = split_target(target)
+    environ = base.copy()
+    environ["REQUEST_METHOD"] = method
+    environ["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+    environ["QUERY_STRING"] = query.decode("latin-1")
+    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if version == (1, 1) else \
+        f"HTTP/{version[0]}.{version[1]}"
+    environ["REMOTE_ADDR"] = remote[0]
+    environ["REMOTE_PORT"] = str(remote[1])
     for raw_name, raw_value in headers:
         lower = raw_name.lower()
         if b"_" in lower:
@@ -71,8 +78,10 @@ def build_environ(
             environ[key] = environ[key] + separator + value
         else:
             environ[key] = value
-    # libevent has already de-chunked the body: tell the application its real length.
-    if body or "CONTENT_LENGTH" in environ:
+    body = b""
+    if "CONTENT_LENGTH" in environ or environ.pop("HTTP_TRANSFER_ENCODING", None):
+        body = read_body()
+        # libevent has already de-chunked the body: tell the application its length.
         environ["CONTENT_LENGTH"] = str(len(body))
-    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ["wsgi.input"] = io.BytesIO(body)
     return environ
