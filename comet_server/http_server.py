@@ -444,7 +444,7 @@ class CometServer:
         self._listener = ev.evhttp_accept_socket_with_handle(self._http, sock.detach())
         if not self._listener:
             raise OSError("evhttp_accept_socket_with_handle failed")
-        hub.set_scheduler(self.loop.call_soon)
+        hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
 
     # -- requests -------------------------------------------------------------------
 

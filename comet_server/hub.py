@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from comet_server.waits import Delivery
 
 Scheduler = Callable[[Callable[[], None]], None]
+FAN_OUT_SLICE = 500  # waiters woken per loop turn
 
 
 class Event:
@@ -96,6 +97,7 @@ class Hub:
         self._pending: list[Event] = []
         self._lock = threading.RLock()
         self._scheduler: Scheduler | None = None
+        self._after_io: Scheduler | None = None
         self._dispatch_scheduled = False
         self.broker = broker
         self.published_total = 0
@@ -104,10 +106,16 @@ class Hub:
 
     # -- configuration -------------------------------------------------------------
 
-    def set_scheduler(self, scheduler: Scheduler | None) -> None:
-        """Run wake-ups through ``scheduler`` (the comet server's loop) from now on."""
+    def set_scheduler(self, scheduler: Scheduler | None,
+                      after_io: Scheduler | None = None) -> None:
+        """Run wake-ups through ``scheduler`` (the comet server's loop) from now on.
+
+        ``after_io`` runs a function at the loop's next turn, after pending writes:
+        a large fan-out is woken slice by slice through it.
+        """
         with self._lock:
             self._scheduler = scheduler
+            self._after_io = after_io or scheduler
             self._dispatch_scheduled = False
 
     def call_soon(self, fn: Callable[[], None]) -> None:
@@ -179,6 +187,7 @@ class Hub:
         # Waiters with the same channels and cursor share one Delivery (one events
         # list), so a renderer that memoises on it does its work once for all of them.
         shared: dict[Any, Delivery] = {}
+        ready: list[tuple[Watch, Delivery]] = []
         for watch, events in woken.items():
             self._remove(watch)
             if len(watch.channels) == 1:
@@ -188,8 +197,23 @@ class Hub:
             delivery = shared.get(key)
             if delivery is None:
                 delivery = shared[key] = Delivery(events, memo)
+            ready.append((watch, delivery))
+        self._deliver_slice(ready, 0)
+
+    def _deliver_slice(self, ready: list[tuple[Watch, Delivery]], start: int) -> None:
+        """Wake waiters a slice per loop turn: the first answers are written while
+        the rest are still being rendered, and other requests are not starved."""
+        end = len(ready) if self._scheduler is None else start + FAN_OUT_SLICE
+        for watch, delivery in ready[start:end]:
             self.delivered_total += 1
             watch.deliver(delivery)
+        if end < len(ready):
+            assert self._after_io is not None
+            self._after_io(lambda: self._deliver_slice_locked(ready, end))
+
+    def _deliver_slice_locked(self, ready: list[tuple[Watch, Delivery]], start: int) -> None:
+        with self._lock:
+            self._deliver_slice(ready, start)
 
     # -- waiting -------------------------------------------------------------------
 
