@@ -76,7 +76,7 @@ class Watch:
                  deliver: Callable[[Delivery], None]) -> None:
         self.channels = channels
         self.after = after
-        self.deliver = deliver
+        self.deliver: Callable[[Delivery], None] | None = deliver
         self.active = True
         self.key = (channels, after)
 
@@ -205,8 +205,10 @@ class Hub:
         the rest are still being rendered, and other requests are not starved."""
         end = len(ready) if self._scheduler is None else start + FAN_OUT_SLICE
         for watch, delivery in ready[start:end]:
-            self.delivered_total += 1
-            watch.deliver(delivery)
+            deliver = watch.deliver
+            if deliver is not None:  # None: cancelled while waiting for its slice
+                self.delivered_total += 1
+                deliver(delivery)
         if end < len(ready):
             assert self._after_io is not None
             self._after_io(lambda: self._deliver_slice_locked(ready, end))
@@ -248,8 +250,14 @@ class Hub:
             return watch
 
     def cancel(self, watch: Watch | None) -> None:
-        """Stop waiting (timeout, disconnect); harmless if already woken."""
-        if watch is not None and watch.active:
+        """Stop waiting (timeout, disconnect); harmless if already woken.
+
+        Also stops a delivery that is queued for a later slice of a fan-out.
+        """
+        if watch is None:
+            return
+        watch.deliver = None
+        if watch.active:
             with self._lock:
                 self._remove(watch)
 
@@ -270,7 +278,8 @@ class Hub:
             empty: list[Event] = []
             for watch in watches:
                 self._remove(watch)
-                watch.deliver(Delivery(empty, memo))
+                if watch.deliver is not None:
+                    watch.deliver(Delivery(empty, memo))
 
     def waiting(self) -> int:
         with self._lock:

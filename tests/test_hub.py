@@ -131,3 +131,18 @@ def test_iterate_blocking_times_out_empty_and_rejects_junk():
 
     with pytest.raises(TypeError):
         list(iterate_blocking(junk(), hub))
+
+
+def test_a_waiter_cancelled_before_its_fan_out_slice_is_not_woken():
+    hub = Hub()
+    turns: list = []
+    hub.set_scheduler(lambda fn: fn(), after_io=turns.append)
+    got: list[int] = []
+    watches = [hub.watch(("c",), 0, lambda d, i=i: got.append(i)) for i in range(1200)]
+    hub.publish("c", "x", cursor=1)
+    assert len(got) == 500 and len(turns) == 1  # the rest waits for the next turn
+    waiting = next(i for i in range(1200) if i not in got)
+    hub.cancel(watches[waiting])
+    while turns:
+        turns.pop()()
+    assert len(got) == 1199 and waiting not in got
