@@ -62,7 +62,7 @@ class _Connection:
 
     __slots__ = ("exchange", "peer")
 
-    def __init__(self, peer: tuple[str, int]) -> None:
+    def __init__(self, peer: tuple[str, str]) -> None:
         self.exchange: Exchange | None = None
         self.peer = peer
 
@@ -455,7 +455,8 @@ class CometServer:
             conn = ev.evhttp_request_get_connection(req)
             record = self.connections.get(conn)
             if record is None:
-                record = self.connections[conn] = _Connection(ev.connection_peer(conn))
+                address, port = ev.connection_peer(conn)
+                record = self.connections[conn] = _Connection((address, str(port)))
                 ev.evhttp_connection_set_closecb(conn, self._close_cb, conn)
             method = ev.METHOD_NAMES.get(ev.evhttp_request_get_command(req), "GET")
             target = ev.evhttp_request_get_uri(req) or b"/"

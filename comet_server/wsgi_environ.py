@@ -13,10 +13,29 @@ from urllib.parse import unquote_to_bytes
 
 # Headers that are not turned into HTTP_* keys.
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+_PROTOCOLS = {(1, 1): "HTTP/1.1", (1, 0): "HTTP/1.0"}
+_KEYS: dict[bytes, str | None] = {}  # header name as sent -> environ key (None: dropped)
+
+
+def environ_key(raw_name: bytes) -> str | None:
+    """The environ key of a header name; ``None`` for names with ``_``, which would
+    collide with their ``-`` spelling (X_Forwarded_For vs X-Forwarded-For)."""
+    key = _KEYS.get(raw_name)
+    if key is None and raw_name not in _KEYS:
+        lower = raw_name.lower()
+        if b"_" in lower:
+            key = None
+        else:
+            key = _SPECIAL.get(lower) or "HTTP_" + lower.decode("latin-1").upper().replace("-", "_")
+        if len(_KEYS) < 2048:  # the names clients send are few; do not grow without end
+            _KEYS[raw_name] = key
+    return key
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """(path, query) of a request target; absolute-form targets lose scheme and host."""
+    if target[:1] == b"/" and b"?" not in target and b"#" not in target:
+        return target, b""
     if target.startswith((b"http://", b"https://")):
         rest = target.split(b"://", 1)[1]
         slash = rest.find(b"/")
@@ -50,7 +69,7 @@ def build_environ(
     version: tuple[int, int],
     headers: Iterable[tuple[bytes, bytes]],
     read_body: Callable[[], bytes],
-    remote: tuple[str, int],
+    remote: tuple[str, str],
 ) -> dict:
     """The WSGI environ for one request (native strings are latin-1 decoded).
 
@@ -61,18 +80,13 @@ def build_environ(
     environ["REQUEST_METHOD"] = method
     environ["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
     environ["QUERY_STRING"] = query.decode("latin-1")
-    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if version == (1, 1) else \
-        f"HTTP/{version[0]}.{version[1]}"
-    environ["REMOTE_ADDR"] = remote[0]
-    environ["REMOTE_PORT"] = str(remote[1])
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or f"HTTP/{version[0]}.{version[1]}"
+    environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = remote
     for raw_name, raw_value in headers:
-        lower = raw_name.lower()
-        if b"_" in lower:
-            continue  # X_Forwarded_For would collide with X-Forwarded-For: drop it
-        value = raw_value.decode("latin-1")
-        key = _SPECIAL.get(lower)
+        key = environ_key(raw_name)
         if key is None:
-            key = "HTTP_" + lower.decode("latin-1").upper().replace("-", "_")
+            continue
+        value = raw_value.decode("latin-1")
         if key in environ:
             separator = "; " if key == "HTTP_COOKIE" else ", "
             environ[key] = environ[key] + separator + value
