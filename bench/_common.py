@@ -265,30 +265,38 @@ class LongPolls:
             if wait <= 0:
                 raise BenchError(f"{left} of {len(pending)} answers incomplete after {timeout}s")
             for fd, _ in self.epoll.poll(min(wait, 1.0), maxevents=4096):
-                item = pending[fd]
-                try:
-                    data = item.sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    raise BenchError("the server closed a connection before answering")
-                item.buf += data
-                if item.total < 0:
-                    end = item.buf.find(b"\r\n\r\n")
-                    if end < 0:
-                        continue
-                    if not item.buf.startswith(b"HTTP/1.1 200 "):
-                        raise BenchError(f"unexpected answer: {bytes(item.buf[:200])!r}")
-                    match = _CONTENT_LENGTH.search(item.buf, 0, end + 2)
-                    if match is None:
-                        head = bytes(item.buf[:300])
-                        raise BenchError(f"answer without Content-Length: {head!r}")
-                    item.total = end + 4 + int(match.group(1))
-                if len(item.buf) >= item.total:
-                    item.done_at = time.perf_counter()
-                    self.epoll.unregister(fd)
-                    left -= 1
+                left -= self._read(fd)
         return [item.done_at for item in pending.values()]
+
+    def _read(self, fd: int) -> bool:
+        """Read what ``fd`` has; True when that completed its answer."""
+        item = self.pending[fd]
+        try:
+            data = item.sock.recv(65536)
+        except BlockingIOError:
+            return False
+        if not data:
+            raise BenchError("the server closed a connection before answering")
+        item.buf += data
+        if item.total < 0:
+            end = item.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return False
+            if not item.buf.startswith(b"HTTP/1.1 200 "):
+                raise BenchError(f"unexpected answer: {bytes(item.buf[:200])!r}")
+            match = _CONTENT_LENGTH.search(item.buf, 0, end + 2)
+            if match is None:
+                head = bytes(item.buf[:300])
+                raise BenchError(f"answer without Content-Length: {head!r}")
+            item.total = end + 4 + int(match.group(1))
+        if len(item.buf) >= item.total:
+            item.done_at = time.perf_counter()
+            self.epoll.unregister(fd)
+            return True
+        return False
+
+    def unanswered(self) -> int:
+        return sum(1 for item in self.pending.values() if not item.done_at)
 
     def bodies(self) -> Iterator[bytes]:
         for item in self.pending.values():
@@ -300,6 +308,30 @@ class LongPolls:
                 item.sock.close()
         self.pending.clear()
         self.epoll.close()
+
+
+def collect_many(groups: Sequence[LongPolls], timeout: float) -> list[list[float]]:
+    """``collect`` of several clients (one per server) in one loop, so no server's answers
+    wait behind another's: an epoll over their epolls."""
+    deadline = time.monotonic() + timeout
+    outer = select.epoll()
+    try:
+        by_fd = {g.epoll.fileno(): g for g in groups}
+        for fd in by_fd:
+            outer.register(fd, select.EPOLLIN)
+        left = {fd: g.unanswered() for fd, g in by_fd.items()}
+        while any(left.values()):
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                raise BenchError(f"{sum(left.values())} of {sum(len(g.pending) for g in groups)}"
+                                 f" answers incomplete after {timeout}s")
+            for outer_fd, _ in outer.poll(min(wait, 1.0)):
+                group = by_fd[outer_fd]
+                for fd, _ in group.epoll.poll(0, maxevents=4096):
+                    left[outer_fd] -= group._read(fd)
+    finally:
+        outer.close()
+    return [[item.done_at for item in g.pending.values()] for g in groups]
 
 
 def print_table(title: str, rows: Sequence[tuple[str, str, str, str]]) -> None:
