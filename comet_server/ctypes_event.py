@@ -208,6 +208,7 @@ _declare("bufferevent_setcb", None, P, P, P, P, P)
 _declare("bufferevent_enable", c_int, P, c_short)
 _declare("bufferevent_disable", c_int, P, c_short)
 _declare("bufferevent_set_timeouts", c_int, P, POINTER(timeval), POINTER(timeval))
+_declare("bufferevent_setwatermark", None, P, c_short, c_size_t, c_size_t)
 
 
 # -- thin helpers ------------------------------------------------------------------------

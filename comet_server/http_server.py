@@ -230,6 +230,9 @@ class Exchange:
         cbs = ev.BufferEventCallbacks(bev)
         ev.bufferevent_setcb(bev, None, cbs.write, cbs.event, cbs.arg)
         ev.bufferevent_set_timeouts(bev, None, None)
+        # Pipelined bytes wait in the input buffer; past one maximal request more
+        # cannot be legitimate, so stop reading there instead of buffering without end.
+        ev.bufferevent_setwatermark(bev, ev.EV_READ, 0, self.server.max_pipelined)
         ev.bufferevent_enable(bev, ev.EV_READ)
 
     def unpark(self) -> None:
@@ -425,6 +428,7 @@ class CometServer:
         self.timeouts = ev.timeval.of(self.config.keepalive_timeout)
         self._stats_path = (self.config.stats_path or "").encode()
         self.access_log = self.config.access_log
+        self.max_pipelined = self.config.max_header_size + self.config.max_body_size
         self._base_environ = base_environ(server=self.server_address,
                                           multiprocess=self.config.multiprocess)
         self.scratch = ev.evbuffer_new()

@@ -237,3 +237,27 @@ def test_parked_connection_is_not_closed_by_keepalive_timeout(start_server) -> N
         assert not is_closed(sock, timeout=2.5)  # well past the 1 s idle timeout
         publish(server, channel, "still here", cursor=1)
         assert answer(sock).json()["events"] == [{"cursor": 1, "payload": "still here"}]
+
+
+def test_a_parked_client_flooding_bytes_does_not_grow_the_server(start_server) -> None:
+    """Pipelined bytes behind a parked request are buffered up to one maximal request,
+    not without end; the flood's connection is still answered and then dropped."""
+    server = start_server("--max-body-size", "4096", "--max-header-size", "4096",
+                          "--no-access-log")
+    channel = new_channel("flood")
+    sock = park(server, channel, "timeout=3")
+    server.wait_stats(lambda s: s["parked"] == 1, message="the poll to park")
+    before = server.rss_kib()
+    sock.setblocking(False)
+    junk = b"x" * 65536
+    sent = 0
+    deadline = time.monotonic() + 3
+    while sent < 32 * 1024 * 1024 and time.monotonic() < deadline:
+        try:
+            sent += sock.send(junk)
+        except BlockingIOError:
+            time.sleep(0.01)  # the server stopped reading: that is the point
+    assert server.rss_kib() - before < 8 * 1024, f"{sent} bytes sent"
+    sock.close()
+    server.wait_stats(lambda s: s["parked"] == 0, timeout=10, message="the flood to end")
+    assert requests.get(server.url("/hello"), timeout=10).content == b"hello"
