@@ -169,12 +169,7 @@ class RedisBroker:
                 self._hub.wake_all()
 
     def _drop(self, why: str) -> None:
-        if self._stop_watch is not None:
-            self._stop_watch()
-            self._stop_watch = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self.close()
         self._retry(why)
 
     def _retry(self, why: str) -> None:
@@ -187,6 +182,7 @@ class RedisBroker:
         self._loop.call_later(delay, self._connect)
 
     def close(self) -> None:
+        """Close the subscription (no reconnect is scheduled by this)."""
         if self._stop_watch is not None:
             self._stop_watch()
             self._stop_watch = None
