@@ -36,6 +36,9 @@ WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
                "te", "trailers", "transfer-encoding", "upgrade"}
 _EMPTY: list = []
+# What an application may raise without stopping the server: sys.exit() in a view
+# is a bug of that view, not a request to stop serving everyone.
+APPLICATION_ERRORS = (Exception, SystemExit)
 
 
 class ServerConfig:
@@ -154,7 +157,7 @@ class Exchange:
                     if chunk:
                         self.pending.append(chunk)
                 self.finish()
-        except Exception:
+        except APPLICATION_ERRORS:
             self.fail("application error")
 
     # -- driving a comet coroutine ---------------------------------------------------
@@ -256,7 +259,7 @@ class Exchange:
         self.unpark()
         try:
             self.step(outcome)
-        except Exception:
+        except APPLICATION_ERRORS:
             self.fail("application error")
 
     def on_timer(self) -> None:

@@ -267,6 +267,16 @@ def test_view_error_is_500_and_connection_goes_on(comet: ServerProcess) -> None:
     assert_serves(comet)
 
 
+def test_a_view_calling_sys_exit_gets_a_500_and_the_server_lives(comet: ServerProcess) -> None:
+    """SystemExit from application code is that application's error, not a shutdown."""
+    with connect(comet.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("GET", "/exit"))
+        assert read_response(reader).status == 500
+    assert comet.proc.poll() is None
+    assert_serves(comet)
+    assert "a view must not stop the server" in comet.stderr()
+
+
 def test_error_midstream_cuts_the_connection_without_terminator(comet: ServerProcess) -> None:
     """A stream that breaks must not look complete: no 0-chunk, the connection ends."""
     with connect(comet.port) as sock, sock.makefile("rb") as reader:

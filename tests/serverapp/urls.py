@@ -10,6 +10,7 @@ urlpatterns = [
     path("pub/<str:channel>", views.pub),
     path("stream/<str:channel>", views.stream),
     path("boom", views.boom),
+    path("exit", views.exits),
     path("boom-midstream", views.boom_midstream),
     path("plain-stream", views.plain_stream),
     path("sleepy", views.sleepy),

@@ -55,6 +55,10 @@ def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom in the view")
 
 
+def exits(request: HttpRequest) -> HttpResponse:
+    raise SystemExit("a view must not stop the server")
+
+
 def boom_midstream(request: HttpRequest) -> HttpResponse:
     def coroutine(req):
         yield b"first part"
