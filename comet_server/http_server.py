@@ -35,7 +35,6 @@ WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
                "te", "trailers", "transfer-encoding", "upgrade"}
-_EMPTY: list = []
 # What an application may raise without stopping the server: sys.exit() in a view
 # is a bug of that view, not a request to stop serving everyone.
 APPLICATION_ERRORS = (Exception, SystemExit)
@@ -268,7 +267,7 @@ class Exchange:
 
     def on_timeout(self) -> None:
         self.timer = None
-        self.resume(Delivery(_EMPTY))
+        self.resume(self.server.timeout_delivery())
 
     def on_delivery(self, delivery: Delivery) -> None:
         self.watch = None
@@ -432,6 +431,7 @@ class CometServer:
         self._stats_path = (self.config.stats_path or "").encode()
         self.access_log = self.config.access_log
         self.max_pipelined = self.config.max_header_size + self.config.max_body_size
+        self._timeout_delivery: Delivery | None = None
         self._base_environ = base_environ(server=self.server_address,
                                           multiprocess=self.config.multiprocess)
         self.scratch = ev.evbuffer_new()
@@ -495,6 +495,20 @@ class CometServer:
                 record.exchange.client_gone()
         except BaseException:
             log.exception("error in connection close callback")
+
+    def timeout_delivery(self) -> Delivery:
+        """The empty delivery of long-polls timing out in this loop turn: one shared
+        memo, so thousands parked at the same moment share one render when they expire
+        together, as they share one when an event wakes them."""
+        delivery = self._timeout_delivery
+        if delivery is None:
+            delivery = self._timeout_delivery = Delivery([])
+
+            def forget() -> None:
+                self._timeout_delivery = None
+
+            self.loop.call_soon(forget)
+        return delivery
 
     def abort_connection(self, conn: int) -> None:
         """Cut a connection at the loop's next turn (never inside libevent's own calls)."""

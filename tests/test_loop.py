@@ -73,3 +73,22 @@ def test_reader_fires_on_data():
     a.close()
     b.close()
     assert seen == [b"ping"]
+
+
+def test_timers_set_in_a_burst_fire_in_one_batch():
+    """Timers of one duration due within the slack run in the same loop turn, before
+    anything scheduled with call_soon from the first of them."""
+    loop = EventLoop()
+    order: list[str] = []
+
+    def first() -> None:
+        order.append("timer")
+        loop.call_soon(lambda: order.append("next turn"))
+
+    loop.call_later(0.5, first)
+    for _ in range(99):
+        loop.call_later(0.5, lambda: order.append("timer"))
+    loop.call_later(0.7, loop.stop)
+    loop.run()
+    loop.close()
+    assert order == ["timer"] * 100 + ["next turn"]
