@@ -16,9 +16,10 @@ test: setup services
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-bench: setup
+bench: setup services
 	$(PY) bench/bench_server.py
 	$(PY) bench/bench_chat.py
+	$(PY) bench/bench_scaleout.py
 
 lint: setup
 	$(PY) -m ruff check .
