@@ -108,18 +108,19 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> None:
         raise BenchError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
 
-def setup_room(client: Client) -> int:
-    """Create the bench room through the lobby form; the room's latest message id."""
-    code, _ = client.request("GET", "/")
-    if code != 200 or "csrftoken" not in client.cookies:
-        raise BenchError(f"GET / answered {code}, cookies {sorted(client.cookies)}")
-    code, body = client.request("POST", "/", {"slug": ROOM, "title": "Bench",
-                                              "description": "bench_chat.py"})
+def setup_room(client: Client, slug: str = ROOM, note: str = "bench_chat.py") -> int:
+    """Create a room through the lobby form (CSRF); the room's latest message id."""
+    if "csrftoken" not in client.cookies:
+        code, _ = client.request("GET", "/")
+        if code != 200 or "csrftoken" not in client.cookies:
+            raise BenchError(f"GET / answered {code}, cookies {sorted(client.cookies)}")
+    code, body = client.request("POST", "/", {"slug": slug, "title": slug.title(),
+                                              "description": note})
     if code not in (200, 302):
-        raise BenchError(f"creating room {ROOM!r} answered {code}: {body[:300]!r}")
-    code, body = client.request("GET", f"/rooms/{ROOM}/messages")
+        raise BenchError(f"creating room {slug!r} answered {code}: {body[:300]!r}")
+    code, body = client.request("GET", f"/rooms/{slug}/messages")
     if code != 200:
-        raise BenchError(f"GET /rooms/{ROOM}/messages answered {code}")
+        raise BenchError(f"GET /rooms/{slug}/messages answered {code}")
     return max([m["id"] for m in json.loads(body)["messages"]], default=0)
 
 
@@ -149,8 +150,8 @@ def check_bodies(polls: LongPolls, message: dict) -> None:
             raise BenchError(f"a poll answered {body[:300]!r}, expected message {message['id']}")
 
 
-def updates_request(port: int, after: int) -> bytes:
-    return (f"GET /rooms/{ROOM}/updates?after={after} HTTP/1.1\r\n"
+def updates_request(port: int, after: int, slug: str = ROOM) -> bytes:
+    return (f"GET /rooms/{slug}/updates?after={after} HTTP/1.1\r\n"
             f"Host: {HOST}:{port}\r\n\r\n").encode()
 
 

@@ -57,7 +57,7 @@ from bench._common import (
     verdict,
     wait_parked,
 )
-from bench.bench_chat import Client, manage
+from bench.bench_chat import Client, manage, setup_room, updates_request
 
 TARGET_FANOUT_MS = 250.0  # issue 3's single-process target, kept for two processes
 TARGET_KIB_PER_PARKED = 16.0
@@ -104,24 +104,7 @@ def scratch_database():
 
 
 def create_room(client: Client, slug: str) -> int:
-    """Create a room through the lobby form (CSRF); the room's latest message id."""
-    if "csrftoken" not in client.cookies:
-        code, _ = client.request("GET", "/")
-        if code != 200 or "csrftoken" not in client.cookies:
-            raise BenchError(f"GET / answered {code}, cookies {sorted(client.cookies)}")
-    code, body = client.request("POST", "/", {"slug": slug, "title": slug.title(),
-                                              "description": "bench_scaleout.py"})
-    if code not in (200, 302):
-        raise BenchError(f"creating room {slug!r} answered {code}: {body[:300]!r}")
-    code, body = client.request("GET", f"/rooms/{slug}/messages")
-    if code != 200:
-        raise BenchError(f"GET /rooms/{slug}/messages answered {code}")
-    return max([m["id"] for m in json.loads(body)["messages"]], default=0)
-
-
-def updates_request(slug: str, port: int, after: int) -> bytes:
-    return (f"GET /rooms/{slug}/updates?after={after} HTTP/1.1\r\n"
-            f"Host: {HOST}:{port}\r\n\r\n").encode()
+    return setup_room(client, slug, note="bench_scaleout.py")
 
 
 def post_bytes(client: Client, slug: str, text: str, nick: str) -> bytes:
@@ -177,7 +160,7 @@ def bench_fanout(servers: list[Server], waiters: int, rounds: int) -> dict:
     per = waiters // len(servers)
 
     # Warm-up round on both processes (Django's lazy set-up, the Redis path, PG).
-    warm = [LongPolls(s.port, updates_request(slug, s.port, cursor)) for s in servers]
+    warm = [LongPolls(s.port, updates_request(s.port, cursor, slug)) for s in servers]
     try:
         both(lambda g, s: g.open(WARMUP_PARKED, server=s), *zip(warm, servers, strict=True))
         message, _, _ = post_and_collect(client, slug, warm, "warm-up")
@@ -191,7 +174,7 @@ def bench_fanout(servers: list[Server], waiters: int, rounds: int) -> dict:
     time.sleep(0.5)
     rss_before = [s.rss_kib() for s in servers]
 
-    groups = [LongPolls(s.port, updates_request(slug, s.port, cursor)) for s in servers]
+    groups = [LongPolls(s.port, updates_request(s.port, cursor, slug)) for s in servers]
     fanouts: list[dict] = []
     try:
         status(f"parking {waiters} updates long-polls, {per} per process")
@@ -201,7 +184,7 @@ def bench_fanout(servers: list[Server], waiters: int, rounds: int) -> dict:
         for round_no in range(1, rounds + 1):
             if round_no > 1:
                 for group in groups:
-                    group.request = updates_request(slug, group.port, cursor)
+                    group.request = updates_request(group.port, cursor, slug)
                 park_s = max(both(lambda g, s: g.repark(server=s),
                                   *zip(groups, servers, strict=True)))
                 time.sleep(0.5)
@@ -335,7 +318,7 @@ class Throughput:
                 wait_parked(server, opened, 60)
 
     def _poll_request(self, conn: _Conn) -> bytes:
-        return updates_request(self.slug, conn.port, conn.cursor)
+        return updates_request(conn.port, conn.cursor, self.slug)
 
     def _post(self, conn: _Conn, seq: int) -> None:
         assert conn.poster is not None
