@@ -6,6 +6,11 @@ installs a scheduler); elsewhere it runs at once on the publishing thread and wa
 threads blocked in ``wait_blocking``.  A broker (Redis) may carry events between
 processes; it hands what it receives to ``deliver``.
 
+A large fan-out is woken in slices, one per loop turn: a slice ends after about
+``FAN_OUT_SLICE_SECONDS`` of work (renders included) or ``FAN_OUT_SLICE`` waiters,
+whichever comes first, so one publish cannot keep the loop from other requests
+however much each answer costs.  ``wake_all`` goes through the same slices.
+
 The history is a short buffer that closes the gap between "I looked" and "I wait";
 the durable record of an application (its database) stays the source of truth.
 This module knows nothing of HTTP, Django or libevent.
@@ -13,9 +18,9 @@ This module knows nothing of HTTP, Django or libevent.
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -23,7 +28,8 @@ from typing import Any, Protocol
 from comet_server.waits import Delivery
 
 Scheduler = Callable[[Callable[[], None]], None]
-FAN_OUT_SLICE = 500  # waiters woken per loop turn
+FAN_OUT_SLICE = 500  # at most this many waiters woken per loop turn...
+FAN_OUT_SLICE_SECONDS = 0.02  # ...and no more once a slice has worked this long
 
 
 class Event:
@@ -101,8 +107,6 @@ class Hub:
         self._dispatch_scheduled = False
         self.broker = broker
         self.published_total = 0
-        self.delivered_total = 0
-        self._ids = itertools.count(1)
 
     # -- configuration -------------------------------------------------------------
 
@@ -202,16 +206,33 @@ class Hub:
 
     def _deliver_slice(self, ready: list[tuple[Watch, Delivery]], start: int) -> None:
         """Wake waiters a slice per loop turn: the first answers are written while
-        the rest are still being rendered, and other requests are not starved."""
-        end = len(ready) if self._scheduler is None else start + FAN_OUT_SLICE
-        for watch, delivery in ready[start:end]:
+        the rest are still being rendered, and other requests are not starved.
+
+        A slice ends after ``FAN_OUT_SLICE`` waiters or once it has run for
+        ``FAN_OUT_SLICE_SECONDS`` (it always wakes at least one), so its length
+        follows what the renders cost.  Without a scheduler everyone is woken now.
+        """
+        total = len(ready)
+        if self._scheduler is None:
+            stop, deadline = total, None
+        else:
+            stop = min(total, start + FAN_OUT_SLICE)
+            deadline = time.perf_counter() + FAN_OUT_SLICE_SECONDS
+        index = start
+        while index < stop:
+            watch, delivery = ready[index]
+            index += 1
             deliver = watch.deliver
             if deliver is not None:  # None: cancelled while waiting for its slice
-                self.delivered_total += 1
                 deliver(delivery)
-        if end < len(ready):
-            assert self._after_io is not None
-            self._after_io(lambda: self._deliver_slice_locked(ready, end))
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+        if index < total:
+            after_io = self._after_io
+            if after_io is None:  # the scheduler was removed meanwhile: finish now
+                self._deliver_slice(ready, index)
+            else:
+                after_io(lambda: self._deliver_slice_locked(ready, index))
 
     def _deliver_slice_locked(self, ready: list[tuple[Watch, Delivery]], start: int) -> None:
         with self._lock:
@@ -271,15 +292,25 @@ class Hub:
                     del self._waiters[channel]
 
     def wake_all(self) -> None:
-        """Answer every waiter with no events (shutdown, broker reconnect): they re-poll."""
+        """Answer every waiter with no events (shutdown, broker reconnect): they re-poll.
+
+        All share one empty ``Delivery``.  With a scheduler they are woken on the loop
+        in slices, as a publish's waiters are; without one, at once.
+        """
         with self._lock:
             watches = {w for waiters in self._waiters.values() for w in waiters}
-            memo: dict[Any, Any] = {}
-            empty: list[Event] = []
+            delivery = Delivery([])
+            ready = []
             for watch in watches:
                 self._remove(watch)
-                if watch.deliver is not None:
-                    watch.deliver(Delivery(empty, memo))
+                ready.append((watch, delivery))
+            if not ready:
+                return
+            scheduler = self._scheduler
+            if scheduler is None:
+                self._deliver_slice(ready, 0)
+                return
+        scheduler(lambda: self._deliver_slice_locked(ready, 0))
 
     def waiting(self) -> int:
         with self._lock:

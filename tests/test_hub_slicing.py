@@ -1,0 +1,118 @@
+"""A fan-out is woken in slices bounded by time: slow renders cannot stall the loop.
+
+The scheduler here is fake: ``call_soon`` runs at once and ``after_io`` (the next loop
+turn) is recorded, so a test runs the turns itself and times each one.
+"""
+
+import time
+
+from comet_server import hub as hub_module
+from comet_server.hub import Hub
+from comet_server.waits import Delivery
+
+LOOP_BUDGET = 0.05  # seconds: no turn may keep the loop longer than this
+RENDER_COST = 0.005  # seconds burnt by each waiter's answer below
+
+
+def burn(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class FakeLoop:
+    """Records the turns the hub schedules and runs them, timing each one."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.turns: list = []
+        self.durations: list[float] = []
+        hub.set_scheduler(self.call_soon, after_io=self.turns.append)
+
+    def call_soon(self, fn) -> None:
+        self.run(fn)
+
+    def run(self, fn) -> None:
+        self.durations.append(timed(fn))
+
+    def run_turns(self) -> None:
+        while self.turns:
+            self.run(self.turns.pop(0))
+
+
+def slow_waiters(hub: Hub, count: int, channel: str = "c") -> tuple[list, list[int]]:
+    woken: list[int] = []
+
+    def waiter(i: int):
+        def deliver(delivery: Delivery) -> None:
+            burn(RENDER_COST)  # a render that shares nothing (distinct cursors)
+            woken.append(i)
+        return deliver
+
+    watches = [hub.watch((channel,), 0, waiter(i)) for i in range(count)]
+    return watches, woken
+
+
+def test_slow_renders_are_woken_over_many_short_turns(fresh_hub):
+    loop = FakeLoop(fresh_hub)
+    _, woken = slow_waiters(fresh_hub, 100)  # 0.5 s of renders in all
+    fresh_hub.publish("c", "x", cursor=1)  # dispatch and first slice run now
+    assert 0 < len(woken) < 100 and len(loop.turns) == 1
+    loop.run_turns()
+    assert sorted(woken) == list(range(100))  # everyone, once
+    assert max(loop.durations) < LOOP_BUDGET, loop.durations
+    assert len(loop.durations) >= 10  # >= 0.5 s of work in slices of ~20 ms
+    per_turn = hub_module.FAN_OUT_SLICE_SECONDS / RENDER_COST + 1
+    assert len(woken) / len(loop.durations) <= per_turn
+
+
+def test_cheap_renders_still_go_by_the_count_cap(fresh_hub):
+    loop = FakeLoop(fresh_hub)
+    got: list[Delivery] = []
+    for _ in range(hub_module.FAN_OUT_SLICE * 2 + 1):
+        fresh_hub.watch(("c",), 0, got.append)
+    fresh_hub.publish("c", "x", cursor=1)
+    assert len(got) == hub_module.FAN_OUT_SLICE
+    loop.run_turns()
+    assert len(got) == hub_module.FAN_OUT_SLICE * 2 + 1 and len(loop.durations) == 3
+
+
+def test_a_waiter_cancelled_before_its_time_slice_is_not_woken(fresh_hub):
+    loop = FakeLoop(fresh_hub)
+    watches, woken = slow_waiters(fresh_hub, 30)
+    fresh_hub.publish("c", "x", cursor=1)
+    pending = [i for i in range(30) if i not in woken]
+    assert pending, "all were woken in one turn"
+    fresh_hub.cancel(watches[pending[-1]])
+    loop.run_turns()
+    assert sorted(woken) == [i for i in range(30) if i != pending[-1]]
+
+
+def test_wake_all_goes_through_the_loop_in_slices(fresh_hub):
+    queued: list = []
+    turns: list = []
+    fresh_hub.set_scheduler(queued.append, after_io=turns.append)
+    watches, woken = slow_waiters(fresh_hub, 30)
+    fresh_hub.wake_all()
+    assert woken == [] and fresh_hub.waiting() == 0  # nothing rendered synchronously
+    assert len(queued) == 1
+    fresh_hub.cancel(watches[29])  # cancelled before its slice: not woken
+    durations = [timed(queued.pop())]
+    assert 0 < len(woken) < 29 and turns
+    while turns:
+        durations.append(timed(turns.pop(0)))
+    assert sorted(woken) == list(range(29))
+    assert max(durations) < LOOP_BUDGET, durations
+
+
+def test_wake_all_shares_one_empty_delivery(fresh_hub):
+    got: list[Delivery] = []
+    for after in range(10):
+        fresh_hub.watch(("c", "d"), after, got.append)
+    fresh_hub.wake_all()  # no scheduler: at once
+    assert len(got) == 10 and len({id(d) for d in got}) == 1 and got[0].events == []
