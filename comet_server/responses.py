@@ -8,12 +8,32 @@
 
 Under ``runcomet`` no thread is held while waiting.  Under any other server the same
 response blocks the thread serving it, so views stay portable and testable.
+
+Renderers.  A ``render`` is one of:
+
+- a callable ``render(events, after) -> body`` (an ``HttpResponse``, ``bytes`` or
+  ``str``); or
+- a *staged renderer*: an object with ``prepare(events) -> prepared`` and
+  ``render_prepared(prepared, events, after) -> body``, and optionally
+  ``answer_key(prepared, after) -> hashable``.  ``prepare`` does the part of the
+  work that does not depend on the waiter's cursor (database snapshots, presence...)
+  and runs once per wake-up; ``render_prepared`` does the per-cursor rest.
+  ``answer_key`` names what the answer depends on besides the events and
+  ``prepared`` (default: ``after`` itself): waiters whose keys are equal get the same
+  bytes from one ``render_prepared`` call.
+
+Waiters woken together (one publish, one broker reconnect, or long-polls timing out in
+the same loop turn) share the ``Delivery.memo``; in it a renderer's work is memoised
+by the renderer and the events (their identity, not the list's), so a wake-up costs
+one ``prepare`` plus one ``render_prepared`` (or one plain ``render``) per distinct
+answer key.  Renderers are memo keys: pass a module-level function or a hashable
+object whose instances compare equal (a frozen dataclass), not a fresh lambda.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any, Protocol
 
 from django.core import signals
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -22,7 +42,19 @@ from django.urls import resolve
 from comet_server.hub import Event, get_hub
 from comet_server.waits import CometCoroutine, Delivery, Sleep, WaitForEvents, iterate_blocking
 
-Renderer = Callable[[list[Event], Any], Any]
+
+class StagedRenderer(Protocol):
+    """A renderer in two stages: once per wake-up, then per cursor (module docstring).
+
+    May also define ``answer_key(prepared, after) -> Hashable``.
+    """
+
+    def prepare(self, events: list[Event]) -> Any: ...
+
+    def render_prepared(self, prepared: Any, events: list[Event], after: Any) -> Any: ...
+
+
+Renderer = Callable[[list[Event], Any], Any] | StagedRenderer
 
 
 class DeferredResponse(StreamingHttpResponse):
@@ -156,13 +188,39 @@ def defer_in_time(response: HttpResponse, seconds: float, url: str) -> DeferredR
     return deferred
 
 
-def _render_once(delivery: Delivery, render: Renderer, channels: tuple[str, ...],
-                 after: int | None) -> bytes:
-    """Render a delivery, sharing the bytes with every waiter woken alongside."""
-    memo_key = (render, channels, after, id(delivery.events))
-    body = delivery.memo.get(memo_key)
+def _events_key(memo: dict[Any, Any], events: list[Event]) -> tuple[int, ...]:
+    """The identity of a batch of events, whatever list holds them (the hub builds one
+    list per cursor): the ids of the events, worked out once per list."""
+    entry = memo.get(("events", id(events)))
+    if entry is None or entry[0] is not events:
+        # Keep the list (and so its events) alive with the memo: no id is reused.
+        entry = memo[("events", id(events))] = (events, tuple(map(id, events)))
+    return entry[1]
+
+
+def _render_once(delivery: Delivery, render: Renderer, after: int | None) -> bytes:
+    """Render a delivery, sharing the work with every waiter woken alongside: one
+    ``prepare`` per renderer and events, one body per distinct answer."""
+    memo, events = delivery.memo, delivery.events
+    events_key = _events_key(memo, events)
+    prepare = getattr(render, "prepare", None)
+    if prepare is None:
+        body_key: tuple[Any, ...] = (render, events_key, after)
+        body = memo.get(body_key)
+        if body is None:
+            body = memo[body_key] = _body(render(events, after))  # type: ignore[operator]
+        return body
+    prepared_key = ("prepared", render, events_key)
+    if prepared_key in memo:
+        prepared = memo[prepared_key]
+    else:
+        prepared = memo[prepared_key] = prepare(events)
+    answer_key = getattr(render, "answer_key", None)
+    key: Hashable = after if answer_key is None else answer_key(prepared, after)
+    body_key = (render, events_key, "answer", key)
+    body = memo.get(body_key)
     if body is None:
-        body = delivery.memo[memo_key] = _body(render(delivery.events, after))
+        body = memo[body_key] = _body(render.render_prepared(prepared, events, after))
     return body
 
 
@@ -176,15 +234,16 @@ def wait_for_events(channels: str | Iterable[str], *, after: int | None, render:
     """A long-poll: park until events past ``after`` arrive on ``channels`` or ``timeout``.
 
     ``render(events, after)`` (returning an ``HttpResponse``, ``bytes`` or ``str``) gives
-    the body; ``events`` is an empty list on timeout.  Waiters woken by the same publish
-    with the same cursor share one call to ``render``, so pass a module-level function,
-    not a fresh lambda.
+    the body; ``events`` is an empty list on timeout.  Waiters woken together with the
+    same cursor share one call to ``render``, so pass a module-level function, not a
+    fresh lambda; a staged renderer (``prepare`` / ``render_prepared``, see the module
+    docstring) also shares its ``prepare`` among waiters with different cursors.
     """
     wait = WaitForEvents(_channels(channels), after, float(timeout))
 
     def poll(request: HttpRequest | None) -> CometCoroutine:
         delivery = yield wait
-        yield _render_once(delivery, render, wait.channels, wait.after)
+        yield _render_once(delivery, render, wait.after)
 
     return DeferredResponse(poll, status=status, content_type=content_type)
 
@@ -211,7 +270,7 @@ def stream_events(channels: str | Iterable[str], *, after: int | None, render: R
         while (left := deadline - time.monotonic()) > 0:
             delivery = yield WaitForEvents(names, cursor, min(heartbeat, left))
             if delivery.events:
-                yield _render_once(delivery, render, names, cursor)
+                yield _render_once(delivery, render, cursor)
                 cursors = [e.cursor for e in delivery.events if e.cursor is not None]
                 if cursors:
                     cursor = max(cursors + ([cursor] if cursor is not None else []))

@@ -1,13 +1,18 @@
 """The answers of the updates long-polls, for the room pages and the lobby.
 
 Messages always come from the database (the source of truth); comet events only say
-*when* to look.  Renderers are module-level and hashable so that every waiter woken by
-one publish shares a single render call (one query for thousands of pages).
+*when* to look.  The renderers are staged (see ``comet_server.responses``): what does
+not depend on a page's cursor is read once per wake-up (``prepare``), and each distinct
+cursor costs only what it must (``render_prepared``).  One wake-up of thousands of
+pages with thousands of different cursors is therefore a few queries, not a few per
+page: a room reads its newest message id and its presence once, its latest messages
+at most once, and only a page further behind than those reads its own messages.
 """
 
 import json
+from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Count, Max
@@ -16,6 +21,10 @@ from chatsite.rooms import presence
 from chatsite.rooms.conf import MAX_BATCH
 from chatsite.rooms.models import Message, Room
 from comet_server import Event
+
+# Latest messages of a room a wake-up reads (once, when some page is behind): every
+# page fewer than this many messages behind is answered from them without a query.
+TAIL = 50
 
 
 def _dumps(obj: Any) -> bytes:
@@ -28,16 +37,25 @@ def messages_after(room_id: int, after: int, limit: int = MAX_BATCH) -> list[dic
     return [m.as_json() for m in rows]
 
 
+def newest_message_id(room_id: int) -> int:
+    """The highest message id of a room (0 when it has none)."""
+    return Message.objects.filter(room_id=room_id).aggregate(top=Max("id"))["top"] or 0
+
+
+def _room_tail(presence_nicks: list[str], typing: Iterable[str]) -> bytes:
+    """The end of a room answer, from ``"presence"`` on (shared by every cursor)."""
+    return _dumps({"presence": presence_nicks, "typing": sorted(set(typing))})[1:]
+
+
+def _room_body(messages: list[dict[str, Any]], after: int, tail: bytes) -> bytes:
+    cursor = max([after] + [m["id"] for m in messages])
+    return _dumps({"messages": messages, "cursor": cursor})[:-1] + b"," + tail
+
+
 def room_answer(room_id: int, after: int, messages: list[dict[str, Any]],
                 typing: Iterable[str] = ()) -> bytes:
     """``{"messages", "cursor", "presence", "typing"}``; the cursor never goes backwards."""
-    cursor = max([after] + [m["id"] for m in messages])
-    return _dumps({
-        "messages": messages,
-        "cursor": cursor,
-        "presence": presence.present_nicks(room_id),
-        "typing": sorted(set(typing)),
-    })
+    return _room_body(messages, after, _room_tail(presence.present_nicks(room_id), typing))
 
 
 def _typing_nicks(events: list[Event]) -> set[str]:
@@ -49,22 +67,78 @@ def _typing_nicks(events: list[Event]) -> set[str]:
     return nicks
 
 
+@dataclass(slots=True)
+class RoomSnapshot:
+    """What one wake-up of a room's pages knows, whatever their cursors."""
+
+    room_id: int
+    newest: int  # the room's newest message id when the wake-up began
+    tail: bytes  # the answer from "presence" on
+    _latest: list[dict[str, Any]] | None = field(default=None, repr=False)
+    _latest_ids: list[int] = field(default_factory=list, repr=False)
+    _whole_room: bool = field(default=False, repr=False)
+
+    def latest(self) -> list[dict[str, Any]]:
+        """The room's last ``TAIL`` messages, oldest first (read on first use)."""
+        if self._latest is None:
+            rows = list(Message.objects.filter(room_id=self.room_id).order_by("-id")[:TAIL])
+            self._latest = [m.as_json() for m in reversed(rows)]
+            self._latest_ids = [m["id"] for m in self._latest]
+            self._whole_room = len(rows) < TAIL
+        return self._latest
+
+    def span(self, after: int) -> tuple[int, int] | None:
+        """Where the messages past ``after`` lie in ``latest()``, or ``None`` when some
+        of them may be older than it (the page is far behind: read them)."""
+        latest = self.latest()
+        if not self._whole_room and (not latest or after < latest[0]["id"]):
+            return None
+        start = bisect_right(self._latest_ids, after)
+        return start, min(len(latest), start + MAX_BATCH)
+
+
 @dataclass(frozen=True, slots=True)
 class RoomUpdates:
-    """The renderer of one room's long-polls.
+    """The renderer of one room's long-polls (a staged renderer).
 
-    A value object rather than a function because the timeout answer (no events)
-    must still know its room for the presence list; equal per room, so the comet
-    hub's memo still shares one render among all of a room's waiters.
+    A value object rather than a function because the answer must know its room even
+    without events (timeout: presence); equal per room, so all of a room's waiters
+    woken together share its ``prepare`` and equal answers share one render.
+
+    Also read the database on a signal or a timeout: a message whose publish was lost
+    (crash between commit and publish) still reaches the page.
     """
 
     room_id: int
 
+    def prepare(self, events: list[Event]) -> RoomSnapshot:
+        return RoomSnapshot(
+            self.room_id, newest_message_id(self.room_id),
+            _room_tail(presence.present_nicks(self.room_id), _typing_nicks(events)))
+
+    def answer_key(self, prepared: RoomSnapshot, after: int) -> Any:
+        # Pages already past the newest message get "nothing new, cursor = after";
+        # pages behind by the same recent messages get the same answer.
+        if after < prepared.newest:
+            span = prepared.span(after)
+            if span is not None and span[0] < span[1]:
+                return ("span",) + span
+        return after
+
+    def render_prepared(self, prepared: RoomSnapshot, events: list[Event],
+                        after: int) -> bytes:
+        if after >= prepared.newest:
+            messages: list[dict[str, Any]] = []  # no query: nothing newer when we looked
+        else:
+            span = prepared.span(after)
+            if span is None:
+                messages = messages_after(self.room_id, after)
+            else:
+                messages = prepared.latest()[span[0]:span[1]]
+        return _room_body(messages, after, prepared.tail)
+
     def __call__(self, events: list[Event], after: int) -> bytes:
-        # Also read the database on a signal or a timeout: a message whose publish
-        # was lost (crash between commit and publish) still reaches the page.
-        return room_answer(self.room_id, after, messages_after(self.room_id, after),
-                           _typing_nicks(events))
+        return self.render_prepared(self.prepare(events), events, after)
 
 
 def lobby_rooms() -> list[dict[str, Any]]:
@@ -82,15 +156,46 @@ def lobby_rooms() -> list[dict[str, Any]]:
 
 
 def latest_message_id() -> int:
-    """The highest message id on the site (0 when there is none): the lobby's cursor."""
+    """The highest message id on the site (0 when there is none): the lobby's cursor,
+    and the highest cursor any updates long-poll accepts."""
     return Message.objects.aggregate(top=Max("id"))["top"] or 0
+
+
+def _lobby_snapshot() -> tuple[int, bytes]:
+    # The cursor is read before the counts: a message committed in between is then
+    # counted, and the cursor below it makes the page ask again, never miss it.
+    latest = latest_message_id()
+    return latest, _dumps(lobby_rooms())
+
+
+def _lobby_body(latest: int, rooms: bytes, after: int) -> bytes:
+    return b'{"rooms":' + rooms + b',"cursor":%d}' % max(after, latest)
 
 
 def lobby_answer(after: int) -> bytes:
     """``{"rooms": [...], "cursor": <latest message id>}``."""
-    return _dumps({"rooms": lobby_rooms(), "cursor": max(after, latest_message_id())})
+    return _lobby_body(*_lobby_snapshot(), after)
 
 
-def render_lobby(events: list[Event], after: int) -> bytes:
-    """Renderer of the lobby long-poll: a fresh snapshot, whatever woke it."""
-    return lobby_answer(after)
+class LobbyUpdates:
+    """The renderer of the lobby long-poll (a staged renderer): one snapshot per
+    wake-up, whatever woke it; the answer depends on ``after`` only through
+    ``max(after, latest)``, so all the lobby's waiters share one render."""
+
+    __slots__ = ()
+
+    def prepare(self, events: list[Event]) -> tuple[int, bytes]:
+        return _lobby_snapshot()
+
+    def answer_key(self, prepared: tuple[int, bytes], after: int) -> int:
+        return max(after, prepared[0])
+
+    def render_prepared(self, prepared: tuple[int, bytes], events: list[Event],
+                        after: int) -> bytes:
+        return _lobby_body(prepared[0], prepared[1], after)
+
+    def __call__(self, events: list[Event], after: int) -> bytes:
+        return self.render_prepared(self.prepare(events), events, after)
+
+
+render_lobby = LobbyUpdates()
