@@ -14,7 +14,7 @@ from django.db import connections
 from django.utils import autoreload
 
 from comet_server.http_server import ServerConfig
-from comet_server.settings import setting
+from comet_server.settings import setting, setting_bool
 
 ADDRPORT = re.compile(r"^(?:(?P<host>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]|[\w.-]+):)?"
                       r"(?P<port>\d+)$")
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         parser.add_argument("--stats-path", default=setting("COMET_STATS_PATH", "/_comet/stats"),
                             help="path of the JSON stats endpoint ('' to disable)")
         parser.add_argument("--stats-public", action="store_true",
-                            default=bool(setting("COMET_STATS_PUBLIC", False)),
+                            default=setting_bool("COMET_STATS_PUBLIC", False),
                             help="answer stats to any client, not only loopback ones")
         parser.add_argument("--no-access-log", action="store_false", dest="access_log",
                             help="do not log a line per response")
