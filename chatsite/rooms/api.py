@@ -10,7 +10,12 @@ from chatsite.rooms import conf, services, updates
 from chatsite.rooms.channels import LOBBY, room_channel
 from chatsite.rooms.identity import current_nick, current_user, remember_nick
 from chatsite.rooms.models import Room
-from chatsite.rooms.validation import clean_nick, clean_text, parse_cursor
+from chatsite.rooms.validation import (
+    check_cursor_known,
+    clean_nick,
+    clean_text,
+    parse_cursor,
+)
 from comet_server import wait_for_events
 
 
@@ -66,9 +71,13 @@ def _older(request: HttpRequest, room: Room) -> JsonResponse:
     })
 
 
-def _after(request: HttpRequest) -> int | JsonResponse:
+def _after(request: HttpRequest) -> tuple[int, int] | JsonResponse:
+    """``(after, newest)`` for an updates poll: its cursor and the newest message id on
+    the site; or a 400 when the cursor is not a message id or is above ``newest``."""
     try:
-        return parse_cursor(request.GET.get("after"))
+        after = parse_cursor(request.GET.get("after"))
+        newest = updates.latest_message_id()
+        return check_cursor_known(after, newest), newest
     except ValueError as exc:
         return _error(f"after: {exc}")
 
@@ -81,9 +90,10 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 @require_GET
 def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
     """Long-poll: messages after ``after`` at once if any, else park until an event."""
-    after = _after(request)
-    if isinstance(after, JsonResponse):
-        return after
+    cursor = _after(request)
+    if isinstance(cursor, JsonResponse):
+        return cursor
+    after, _ = cursor
     room = _room(slug)
     if room is None:
         return _no_room()
@@ -103,10 +113,11 @@ def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
 def lobby_updates(request: HttpRequest) -> HttpResponse:
     """Long-poll of the room list: a snapshot at once if messages were posted since
     ``after`` (the latest message id the page knows), else when something changes."""
-    after = _after(request)
-    if isinstance(after, JsonResponse):
-        return after
-    if updates.latest_message_id() > after:
+    cursor = _after(request)
+    if isinstance(cursor, JsonResponse):
+        return cursor
+    after, latest = cursor
+    if latest > after:
         return _no_store(HttpResponse(updates.lobby_answer(after),
                                       content_type="application/json"))
     return _no_store(wait_for_events([LOBBY], after=after, render=updates.render_lobby,

@@ -6,6 +6,10 @@ while the message is inserted, so within a room ids are committed in id order
 therefore never skips a lower id that commits later.
 """
 
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
 
@@ -55,9 +59,53 @@ def leave(room: Room, nick: str) -> None:
         signal_presence(room)
 
 
+class Throttle:
+    """Lets a key through at most once per ``every`` seconds, in this process.
+
+    Remembers when each key last went through, oldest first; keys older than ``every``
+    are forgotten as new ones arrive, and at most ``max_keys`` are kept (past that the
+    oldest is forgotten early: memory stays bounded whatever the traffic).
+    """
+
+    def __init__(self, every: float, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.max_keys = max_keys
+        self.clock = clock
+        self._last: OrderedDict[Hashable, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, key: Hashable) -> bool:
+        """True when ``key`` may go through now (and remember that it did)."""
+        now = self.clock()
+        with self._lock:
+            last = self._last
+            while last:
+                oldest_key, oldest = next(iter(last.items()))
+                if now - oldest < self.every and len(last) < self.max_keys:
+                    break
+                del last[oldest_key]
+            if key in last:
+                return False
+            last[key] = now
+            return True
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
+TYPING_EVERY = 2.0  # seconds: at most one typing signal per (room, nick) per process
+typing_throttle = Throttle(TYPING_EVERY)
+
+
 def signal_typing(room: Room, nick: str) -> None:
-    """Tell the room ``nick`` is typing (a signal: not replayed, not stored)."""
-    publish(room_channel(room.slug), {"type": "typing", "nick": nick})
+    """Tell the room ``nick`` is typing (a signal: not replayed, not stored).
+
+    Coalesced: a nick's repeats within ``TYPING_EVERY`` seconds publish nothing
+    (pages show a typist for 4 s and repeat every 2.5 s while typing).
+    """
+    if typing_throttle.allow((room.pk, nick)):
+        publish(room_channel(room.slug), {"type": "typing", "nick": nick})
 
 
 def announce_room(room: Room) -> None:

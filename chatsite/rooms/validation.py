@@ -45,3 +45,11 @@ def parse_cursor(value: str | None) -> int:
     if value is None or not value.isascii() or not value.isdigit() or len(value) > 18:
         raise ValueError("expected a non-negative integer message id")
     return int(value)
+
+
+def check_cursor_known(after: int, newest: int) -> int:
+    """``after`` unless it is above ``newest``, the newest message id there is: a cursor
+    from the future is refused rather than parked (it would wait for ids nobody has)."""
+    if after > newest:
+        raise ValueError(f"{after} is above the newest message id ({newest})")
+    return after
