@@ -45,6 +45,7 @@ from bench._common import (
     verdict,
     wait_parked,
 )
+from tests.helpers.proc import PRODUCTION_ENV  # noqa: E402  (after the sys.path line)
 
 TARGET_FANOUT_MS = 250.0
 TARGET_KIB_PER_PARKED = 16.0
@@ -157,7 +158,7 @@ def updates_request(port: int, after: int, slug: str = ROOM) -> bytes:
 
 def run(parked: int, rounds: int, workdir: Path) -> dict:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-           "DJANGO_DEBUG": "0",
+           **PRODUCTION_ENV,
            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "chatsite.settings"),
            "PYTHONUNBUFFERED": "1"}
     env.pop("COMET_BROKER", None)  # one process: the in-process hub

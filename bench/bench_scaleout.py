@@ -58,6 +58,7 @@ from bench._common import (
     wait_parked,
 )
 from bench.bench_chat import Client, manage, setup_room, updates_request
+from tests.helpers.proc import PRODUCTION_ENV  # noqa: E402  (after the sys.path line)
 
 TARGET_FANOUT_MS = 250.0  # issue 3's single-process target, kept for two processes
 TARGET_KIB_PER_PARKED = 16.0
@@ -501,7 +502,7 @@ def run(waiters: int, rounds: int, pollers: int, seconds: float) -> dict:
         raise BenchError(f"Redis at {REDIS_URL} did not answer PING")
     with scratch_database() as db_url, bench_settings() as settings_env:
         env = {**os.environ, "DATABASE_URL": db_url, "COMET_BROKER": REDIS_URL,
-               "DJANGO_DEBUG": "0", "PYTHONUNBUFFERED": "1", **settings_env}
+               **PRODUCTION_ENV, "PYTHONUNBUFFERED": "1", **settings_env}
         status(f"migrating scratch database {db_url.rsplit('/', 1)[-1]}")
         manage("migrate", "--noinput", env=env)
         servers: list[Server] = []

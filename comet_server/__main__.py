@@ -11,8 +11,8 @@ import importlib
 import logging
 import sys
 
-from comet_server.http_server import ServerConfig
 from comet_server.runner import serve
+from comet_server.server import ServerConfig
 
 
 def load_app(spec: str) -> object:

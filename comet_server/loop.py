@@ -25,6 +25,8 @@ from comet_server import ctypes_event as ev
 
 log = logging.getLogger("comet_server.loop")
 
+TIMER_BUDGET = 0.02  # seconds of timer callbacks per loop turn, at most
+
 
 class Timer:
     """A one-shot timer; ``cancel()`` before it fires to drop it."""
@@ -39,6 +41,33 @@ class Timer:
             self.fn = None
             self.queue.cancelled += 1
             self.queue.maybe_compact()
+
+
+class IoWatch:
+    """A persistent event on one fd, made once and switched on and off cheaply
+    (a connection toggles between reading and watching for a close many times)."""
+
+    __slots__ = ("loop", "event", "handler_id", "active")
+
+    def __init__(self, loop: EventLoop, event: int, handler_id: int) -> None:
+        self.loop, self.event, self.handler_id, self.active = loop, event, handler_id, False
+
+    def start(self) -> None:
+        if not self.active:
+            ev.event_add(self.event, None)
+            self.active = True
+
+    def stop(self) -> None:
+        if self.active:
+            ev.event_del(self.event)
+            self.active = False
+
+    def close(self) -> None:
+        """Free the event (it is stopped too)."""
+        if self.event:
+            self.loop._drop(self.handler_id, self.event)
+            self.event = 0
+            self.active = False
 
 
 class _TimerQueue:
@@ -134,10 +163,16 @@ class EventLoop:
     def _fire_timers(self, queue: _TimerQueue) -> None:
         # Timers due within a small slack fire together (at most 2% or 50 ms early):
         # long-polls parked in a burst then time out in one batch and share a render.
-        now = time.monotonic() + min(0.05, queue.seconds * 0.02) + 0.0005
+        # A wave of timers runs for at most TIMER_BUDGET per loop turn; the rest go on
+        # at the next turn, after other connections are served.
+        started = time.monotonic()
+        now = started + min(0.05, queue.seconds * 0.02) + 0.0005
+        budget_end = started + TIMER_BUDGET
         try:
             # queue.timers is read afresh each time: a callback may compact it.
             while queue.timers and queue.timers[0].deadline <= now:
+                if time.monotonic() > budget_end:
+                    break
                 timer = queue.timers.popleft()
                 fn, timer.fn = timer.fn, None
                 if fn is None:
@@ -165,6 +200,17 @@ class EventLoop:
     def when_writable(self, fd: int, fn: Callable[[], None]) -> Callable[[], None]:
         """Call ``fn`` once when ``fd`` becomes writable (a non-blocking connect ends)."""
         return self._watch_fd(fd, ev.EV_WRITE, fn, False)
+
+    def watch_io(self, fd: int, what: int, fn: Callable[[], None]) -> IoWatch:
+        """A persistent event on ``fd`` for ``what`` (EV_READ, EV_WRITE, EV_CLOSED with
+        EV_PERSIST), created stopped: ``start()`` it."""
+        handler_id = next(self._ids)
+        event = ev.event_new(self.base, fd, what, self._event_cb, handler_id)
+        if not event:
+            raise OSError(f"event_new failed for fd {fd}")
+        self._handlers[handler_id] = (fn, True)
+        self._events[handler_id] = event
+        return IoWatch(self, event, handler_id)
 
     def _watch_fd(self, fd: int, what: int, fn: Callable[[], None],
                   persistent: bool) -> Callable[[], None]:
@@ -262,8 +308,4 @@ class EventLoop:
         self.base = None
         self._wake_r.close()
         self._wake_w.close()
-
-    @property
-    def in_loop_thread(self) -> bool:
-        return threading.get_ident() == self._thread_id
 

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from comet_server.http_server import ServerConfig, WSGIApp
+from comet_server.server import ServerConfig, WSGIApp
 
 log = logging.getLogger("comet_server.prefork")
 

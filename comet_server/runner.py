@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from comet_server.http_server import CometServer, ServerConfig, WSGIApp, listen
 from comet_server.hub import get_hub
+from comet_server.server import CometServer, ServerConfig, WSGIApp, listen, raise_fd_limit
 
 
 def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: int = 1,
           announce: Callable[[int], None] | None = None,
           before_fork: Callable[[], None] | None = None) -> None:
     """Listen on host:port and serve ``app`` until SIGTERM/SIGINT."""
+    raise_fd_limit()
     sock = listen(host, port)
     bound_port = sock.getsockname()[1]
     if workers > 1:

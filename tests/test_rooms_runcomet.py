@@ -14,7 +14,14 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.helpers.proc import PYTHON, ROOT, ServerProcess, runcomet_argv, wait_until
+from tests.helpers.proc import (
+    PRODUCTION_ENV,
+    PYTHON,
+    ROOT,
+    ServerProcess,
+    runcomet_argv,
+    wait_until,
+)
 
 PARKED = 1000
 
@@ -23,7 +30,7 @@ PARKED = 1000
 def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """runcomet serving the chat on a fresh SQLite database."""
     tmp = tmp_path_factory.mktemp("chat")
-    env = {"DJANGO_SETTINGS_MODULE": "chatsite.settings", "DJANGO_DEBUG": "0",
+    env = {"DJANGO_SETTINGS_MODULE": "chatsite.settings", **PRODUCTION_ENV,
            "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}"}
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT,
                    env={**os.environ, **env}, check=True)

@@ -210,12 +210,12 @@ def test_chunked_body_over_limit_is_413(limited: ServerProcess) -> None:
     assert_serves(limited)
 
 
-def test_head_over_limit_is_400(limited: ServerProcess) -> None:
-    """A request head above --max-header-size gets 400 and the connection is closed."""
+def test_head_over_limit_is_431(limited: ServerProcess) -> None:
+    """A request head above --max-header-size gets 431 and the connection is closed."""
     with connect(limited.port) as sock, sock.makefile("rb") as reader:
         sock.sendall(build_request("GET", "/hello", headers={"X-Big": "y" * 2000}))
         response = read_response(reader)
-        assert response.status == 400
+        assert response.status == 431
         assert is_closed(sock)
     assert_serves(limited)
 

@@ -16,6 +16,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+# The production settings (DEBUG off) as a test or bench runs them: a real secret key,
+# loopback hosts, plain HTTP (no TLS proxy in front).
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "test-" + "k9Qz2vXw7LmN4pRt8sYb3cDf6gHj1Ka5" * 2,
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+}
 ANNOUNCE = re.compile(r"http://\[?[^\s/\]]+\]?:(\d+)/")
 STARTUP_TIMEOUT = 20.0
 

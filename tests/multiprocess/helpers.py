@@ -24,7 +24,7 @@ import psycopg
 import redis
 import requests
 
-from tests.helpers.proc import wait_until
+from tests.helpers.proc import PRODUCTION_ENV, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -126,7 +126,8 @@ def db_message_ids(db_url: str, room_id: int) -> list[int]:
 
 def server_env(db_url: str, broker: str | None = REDIS_URL) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "COMET_BROKER"}
-    env.update(PYTHONUNBUFFERED="1", DJANGO_DEBUG="0", DJANGO_SETTINGS_MODULE=SETTINGS,
+    env.update(PRODUCTION_ENV)
+    env.update(PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE=SETTINGS,
                DATABASE_URL=db_url, COMET_MP_POLL_TIMEOUT=str(POLL_TIMEOUT))
     if broker:
         env["COMET_BROKER"] = broker

@@ -13,7 +13,7 @@ from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
 from django.utils import autoreload
 
-from comet_server.http_server import ServerConfig
+from comet_server.server import ServerConfig
 from comet_server.settings import setting, setting_bool
 
 ADDRPORT = re.compile(r"^(?:(?P<host>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]|[\w.-]+):)?"

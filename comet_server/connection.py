@@ -1,0 +1,429 @@
+"""One client connection: its socket on the loop, its deadlines, its write buffer.
+
+The connection reads bytes, hands them to ``http1.RequestReader``, and passes each
+complete request to the server's handler (an ``Exchange``), one at a time: while a
+response is being produced (parked, streaming, or still being written) the
+connection stops reading, so a pipelining or flooding client cannot make it buffer
+more than one parsed piece, and it watches only for the peer closing (``EV_CLOSED``),
+so a client that goes away is noticed at once whatever its buffers hold.
+
+Deadlines, by state: a whole request head within ``head_timeout`` of its first byte
+(of the accept, for a new connection); a body at ``min_body_rate`` or better; an idle
+keep-alive connection closed after ``keepalive_timeout``; a reply the client does
+not read for ``keepalive_timeout`` is cut.  A parked request has no deadline here:
+its wait has its own timeout.  Knows nothing of WSGI or Django.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import select
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from comet_server import ctypes_event as ev
+from comet_server import http1
+
+if TYPE_CHECKING:
+    from comet_server.loop import EventLoop, IoWatch, Timer
+
+log = logging.getLogger("comet_server.connection")
+
+RECV_SIZE = 64 * 1024
+LINGER_SECONDS = 2.0  # after our FIN, how long unread input is drained before closing
+
+
+# While busy, a connection watches its socket edge-triggered (so bytes it leaves
+# unread do not wake the loop again and again) for input, a reset or the peer's FIN.
+# Edge-triggered because libevent's epoll reports a reset as READ|WRITE, never as
+# CLOSED.  Every event on a descriptor must agree on EV_ET: the write watch is
+# edge-triggered too, and the level-triggered read watch is off while busy.
+_PEER_EVENTS = ev.EV_READ | ev.EV_CLOSED | ev.EV_ET | ev.EV_PERSIST
+_HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+def _peer_hung_up(fd: int) -> bool:
+    """The peer sent FIN or reset (even with unread bytes still queued before it)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLRDHUP)
+    return any(mask & _HUNG_UP for _, mask in poller.poll(0))
+
+
+class ConnState(enum.Enum):
+    """Where a connection is; every change goes through ``HTTPConnection._enter``."""
+
+    READING = "reading"  # a request head or body is (or may start) arriving
+    IDLE = "idle"  # keep-alive, between requests
+    BUSY = "busy"  # a response is being produced or written; not reading
+    LINGERING = "lingering"  # our side is shut; input drained until EOF or a short time
+    CLOSED = "closed"
+
+
+class Exchange(Protocol):
+    """What serves one request on a connection (``comet_server.exchange.Exchange``)."""
+
+    def client_gone(self) -> None: ...
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs of its server."""
+
+    loop: EventLoop
+    limits: http1.Limits
+    head_timeout: float
+    keepalive_timeout: float
+    min_body_rate: int
+    stopping: bool
+    body_bytes: int  # bytes held by unfinished request bodies, all connections
+    max_body_bytes_total: int
+
+    def serve(self, conn: HTTPConnection, request: http1.Request) -> None: ...
+
+    def forget(self, conn: HTTPConnection) -> None: ...
+
+    def refused(self, conn: HTTPConnection, error: http1.ProtocolError) -> None: ...
+
+
+class HTTPConnection:
+    """One accepted socket, served request after request."""
+
+    __slots__ = (
+        "owner", "sock", "peer", "reader", "state", "read_watch", "closed_watch",
+        "write_watch", "out", "after_flush", "unparsed", "deadline", "timer", "exchange",
+        "body_mark", "serving", "key", "on_flushed", "body_held",
+    )
+
+    def __init__(self, owner: ConnectionOwner, sock: socket.socket, peer: tuple[str, str],
+                 key: str) -> None:
+        self.owner = owner
+        self.sock = sock
+        self.peer = peer
+        self.key = key  # whom the per-client connection cap counts this against
+        self.reader = http1.RequestReader(owner.limits)
+        self.state = ConnState.READING
+        loop = owner.loop
+        fd = sock.fileno()
+        self.read_watch: IoWatch = loop.watch_io(fd, ev.EV_READ | ev.EV_PERSIST,
+                                                 self.on_readable)
+        self.closed_watch: IoWatch | None = None
+        self.write_watch: IoWatch | None = None
+        self.out: list[bytes] = []
+        # Once ``out`` is written: None nothing, else end the response, keeping the
+        # connection alive (True) or not (False).
+        self.after_flush: bool | None = None
+        self.unparsed = b""
+        self.deadline = 0.0
+        self.timer: Timer | None = None
+        self.exchange: Exchange | None = None
+        self.body_mark = (0.0, 0)
+        self.serving = False
+        self.on_flushed: Callable[[bool], None] | None = None  # told if the reply got out
+        self.body_held = 0  # bytes of an unfinished body, counted in the owner's total
+        self.read_watch.start()
+        self._arm(owner.head_timeout)
+
+    # -- state ----------------------------------------------------------------------
+
+    def _enter(self, state: ConnState) -> None:
+        """Change state: the events watched and the deadline follow from it."""
+        old, self.state = self.state, state
+        owner = self.owner
+        if state is ConnState.BUSY:
+            self.read_watch.stop()
+            watch = self.closed_watch
+            if watch is None:
+                watch = self.closed_watch = owner.loop.watch_io(
+                    self.sock.fileno(), _PEER_EVENTS, self.on_peer_activity)
+            watch.start()
+            self.deadline = 0.0 if not self.out else self.deadline
+            return
+        if old is ConnState.BUSY and self.closed_watch is not None:
+            self.closed_watch.stop()
+        if state is ConnState.IDLE:
+            self.read_watch.start()
+            self._arm(owner.keepalive_timeout)
+        elif state is ConnState.READING:
+            self.read_watch.start()
+            self._arm(owner.head_timeout)
+        elif state is ConnState.LINGERING:
+            self.read_watch.start()
+            self._arm(LINGER_SECONDS)
+
+    def _arm(self, seconds: float) -> None:
+        """Set the deadline ``seconds`` from now (one lazily re-armed timer)."""
+        deadline = self.deadline = time.monotonic() + seconds
+        timer = self.timer
+        if timer is not None:
+            if timer.deadline <= deadline + 0.05:
+                return  # it fires in time; _on_deadline then waits for the rest
+            timer.cancel()
+        self.timer = self.owner.loop.call_later(math.ceil(seconds), self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self.timer = None
+        if self.state is ConnState.CLOSED or not self.deadline:
+            return
+        left = self.deadline - time.monotonic()
+        if left > 0.06:  # moved on since the timer was set: wait for the rest
+            self.timer = self.owner.loop.call_later(math.ceil(left), self._on_deadline)
+            return
+        state = self.state
+        if state is ConnState.READING and self.reader.in_body:
+            since, received = self.body_mark
+            now = time.monotonic()
+            if self.reader.body_size - received >= self.owner.min_body_rate * (now - since):
+                self.body_mark = (now, self.reader.body_size)
+                self._arm(self.owner.head_timeout)
+                return
+            self.refuse(http1.ProtocolError(408, "Request Timeout"))
+        elif state is ConnState.READING and (self.reader.in_head or not self.reader.url):
+            if self.reader.in_head:
+                self.refuse(http1.ProtocolError(408, "Request Timeout"))
+            else:
+                self.close()  # a new connection that never sent a byte
+        elif state is ConnState.BUSY:
+            if self.out:  # the client stopped reading its reply
+                self.close(gone=True)
+        else:  # idle keep-alive, or lingering over
+            self.close()
+
+    # -- reading --------------------------------------------------------------------
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(gone=True)
+            return
+        if not data:
+            self.close(gone=self.state is not ConnState.LINGERING)
+            return
+        state = self.state
+        if state is ConnState.LINGERING:
+            return  # discarded: we are closing
+        if state is ConnState.IDLE:
+            self._enter(ConnState.READING)
+        self._consume(data)
+
+    def _consume(self, data: bytes) -> None:
+        reader = self.reader
+        owner = self.owner
+        was_in_body = reader.in_body
+        rest = reader.feed(data)
+        if rest:
+            self.unparsed = rest
+        if reader.in_body or self.body_held:
+            # Unfinished bodies across all connections are capped (503 past it).
+            held = reader.body_size if reader.in_body else 0
+            owner.body_bytes += held - self.body_held
+            self.body_held = held
+            if held and owner.body_bytes > owner.max_body_bytes_total:
+                self.refuse(http1.ProtocolError(503, "Service Unavailable"))
+                return
+        if reader.wants_continue and self.exchange is None:
+            reader.wants_continue = False
+            self.write(http1.CONTINUE)
+        if reader.in_body and not was_in_body:
+            self.body_mark = (time.monotonic(), 0)
+            self._arm(owner.head_timeout)
+        self._serve_queue()
+
+    def _serve_queue(self) -> None:
+        """Serve queued requests one at a time until one goes asynchronous."""
+        if self.serving:
+            return
+        self.serving = True
+        served = False
+        try:
+            reader = self.reader
+            # One response at a time, and the next only once the last is written.
+            while self.exchange is None and not self.out \
+                    and self.state is not ConnState.CLOSED \
+                    and self.state is not ConnState.LINGERING:
+                if reader.queue:
+                    item = reader.queue.popleft()
+                    if isinstance(item, http1.ProtocolError):
+                        self.refuse(item)
+                        return
+                    if self.owner.stopping:
+                        item.keep_alive = False
+                    served = True
+                    self.owner.serve(self, item)
+                elif self.unparsed and not reader.upgraded:
+                    data, self.unparsed = self.unparsed, b""
+                    self._consume(data)
+                else:
+                    break
+            if self.exchange is None and not self.out and (
+                    self.state is ConnState.BUSY
+                    or self.state is ConnState.READING and served and not self.has_input()):
+                # The last response ended on this turn: wait for the next request.
+                self._enter(ConnState.READING if self.has_input() else ConnState.IDLE)
+        finally:
+            self.serving = False
+
+    def has_input(self) -> bool:
+        """Some of a next request has arrived (so closing now would cut it)."""
+        reader = self.reader
+        return bool(reader.in_head or reader.in_body or reader.queue or self.unparsed)
+
+    # -- the response side, used by the exchange ------------------------------------
+
+    def begin(self, exchange: Exchange) -> None:
+        """A request is being served by ``exchange``."""
+        self.exchange = exchange
+
+    def suspend(self) -> None:
+        """The response waits (parked or streaming): stop reading, watch for a close."""
+        if self.state is not ConnState.BUSY and self.state is not ConnState.CLOSED:
+            self._enter(ConnState.BUSY)
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` now, buffering what the socket does not take."""
+        if self.state is ConnState.CLOSED:
+            return
+        if self.out:
+            self.out.append(data)
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close(gone=True)
+            return
+        if sent < len(data):
+            self.out.append(data[sent:])
+            if self.state is not ConnState.BUSY:
+                self._enter(ConnState.BUSY)
+            watch = self.write_watch
+            if watch is None:
+                watch = self.write_watch = self.owner.loop.watch_io(
+                    self.sock.fileno(), ev.EV_WRITE | ev.EV_ET | ev.EV_PERSIST,
+                    self.on_writable)
+            watch.start()
+            self._arm(self.owner.keepalive_timeout)
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(map(len, self.out))
+
+    def on_writable(self) -> None:
+        out = self.out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(gone=True)
+            return
+        out.clear()
+        if sent < len(data):
+            out.append(data[sent:])
+            self._arm(self.owner.keepalive_timeout)  # progress: the client reads
+            return
+        if self.write_watch is not None:
+            self.write_watch.stop()
+        keep_alive, self.after_flush = self.after_flush, None
+        self._flushed(True)
+        if keep_alive is not None:
+            self._after_response(keep_alive)
+        elif self.state is ConnState.BUSY:
+            self.deadline = 0.0
+
+    def end(self, keep_alive: bool, on_flushed: Callable[[bool], None]) -> None:
+        """The response is complete; go on with the next request or close.
+        ``on_flushed(delivered)`` is called once its last byte is handed to the kernel
+        (True) or the connection is lost first (False)."""
+        self.exchange = None
+        if self.state is ConnState.CLOSED:
+            on_flushed(False)
+            return
+        if self.out:
+            self.on_flushed = on_flushed
+            self.after_flush = keep_alive
+            return
+        on_flushed(True)
+        self._after_response(keep_alive)
+
+    def _flushed(self, delivered: bool) -> None:
+        callback, self.on_flushed = self.on_flushed, None
+        if callback is not None:
+            callback(delivered)
+
+    def _after_response(self, keep_alive: bool) -> None:
+        if not keep_alive or self.owner.stopping:
+            self.shut()
+            return
+        if self.state is ConnState.BUSY and not self.serving:
+            self._enter(ConnState.READING if self.has_input() else ConnState.IDLE)
+            self._serve_queue()
+
+    # -- closing --------------------------------------------------------------------
+
+    def refuse(self, error: http1.ProtocolError) -> None:
+        """Answer an unservable request and close: nothing after it is read."""
+        self.reader.queue.clear()
+        self.unparsed = b""
+        self.owner.refused(self, error)
+        self.write(http1.error_response((1, 1), error.status, error.reason))
+        if self.out:
+            self.after_flush = False
+            return
+        self.shut()
+
+    def shut(self) -> None:
+        """Close gracefully: send FIN, drain what the client still sends, then close
+        (closing with unread input would reset the connection and could destroy the
+        reply in flight)."""
+        if self.state is ConnState.CLOSED:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self._enter(ConnState.LINGERING)
+
+    def on_peer_activity(self) -> None:
+        """Something happened on the socket while we do not read (busy): a reset, a
+        close, or pipelined bytes (left in the kernel for later)."""
+        try:
+            data = self.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(gone=True)
+            return
+        if not data or _peer_hung_up(self.sock.fileno()):
+            self.close(gone=True)
+
+    def close(self, *, gone: bool = False) -> None:
+        if self.state is ConnState.CLOSED:
+            return
+        self.state = ConnState.CLOSED
+        self.deadline = 0.0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for watch in (self.read_watch, self.closed_watch, self.write_watch):
+            if watch is not None:
+                watch.close()
+        self.out.clear()
+        self.owner.body_bytes -= self.body_held
+        self.body_held = 0
+        exchange, self.exchange = self.exchange, None
+        try:
+            self.sock.close()
+        finally:
+            self.owner.forget(self)
+            self._flushed(False)
+            if exchange is not None:
+                exchange.client_gone()

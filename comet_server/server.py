@@ -1,0 +1,297 @@
+"""The comet server: a WSGI application on a libevent loop, with suspended responses.
+
+Wiring only: the ``Acceptor`` takes connections within their caps, each
+``HTTPConnection`` frames requests strictly (``http1``) and hands them here, and each
+request becomes an ``Exchange`` that drives the application's response, parking it
+without a thread when it waits.  Also the JSON stats, and the drain: on SIGTERM stop
+accepting, answer every parked request, end every stream, then leave.
+Knows nothing of Django or chat.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import resource
+import socket
+import time
+from collections import Counter
+from typing import Any
+
+from comet_server import http1
+from comet_server.acceptor import Acceptor
+from comet_server.connection import ConnState, HTTPConnection
+from comet_server.exchange import Exchange, Phase, WSGIApp
+from comet_server.hub import Hub
+from comet_server.loop import EventLoop
+from comet_server.waits import Delivery
+from comet_server.wsgi_environ import base_environ, build_environ
+
+log = logging.getLogger("comet_server.server")
+access_log = logging.getLogger("comet_server.access")
+
+DRAIN_BUDGET = 0.02  # seconds of answering parked requests per loop turn when draining
+FD_RESERVE_FRACTION = 8  # 1/8 of the descriptors stay for the database, broker, files
+
+__all__ = ["CometServer", "ServerConfig", "WSGIApp", "listen", "default_max_connections"]
+
+
+def default_max_connections() -> int:
+    """Connections per process when not set: the descriptor limit minus a reserve."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft - max(32, soft // FD_RESERVE_FRACTION))
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft descriptor limit to the hard one (what the server may hold)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+class ServerConfig:
+    """Limits and switches of one server (see ``runcomet --help``)."""
+
+    def __init__(self, *, max_body_size: int = 1024 * 1024, max_header_size: int = 64 * 1024,
+                 keepalive_timeout: float = 30, head_timeout: float = 10,
+                 min_body_rate: int = 1024, max_connections: int = 0,
+                 max_connections_per_client: int = 0,
+                 max_body_bytes_total: int = 64 * 1024 * 1024,
+                 stats_path: str | None = "/_comet/stats", stats_loopback_only: bool = True,
+                 shutdown_grace: float = 5.0, multiprocess: bool = False,
+                 access_log: bool = True) -> None:
+        if max_body_size < 0 or max_header_size < 256 or keepalive_timeout < 1 \
+                or head_timeout <= 0 or min_body_rate < 0 or max_connections < 0 \
+                or max_connections_per_client < 0 or max_body_bytes_total < max_body_size:
+            raise ValueError("limits must be positive (header size at least 256 bytes, the "
+                             "total of bodies at least one body)")
+        self.max_body_size = max_body_size
+        self.max_header_size = max_header_size
+        self.keepalive_timeout = keepalive_timeout
+        self.head_timeout = head_timeout
+        self.min_body_rate = min_body_rate
+        self.max_connections = max_connections  # 0: derived from the descriptor limit
+        self.max_connections_per_client = max_connections_per_client
+        self.max_body_bytes_total = max_body_bytes_total
+        self.stats_path = stats_path
+        self.stats_loopback_only = stats_loopback_only
+        self.shutdown_grace = shutdown_grace
+        self.multiprocess = multiprocess
+        self.access_log = access_log
+
+
+class CometServer:
+    """Serve one WSGI application on a listening socket with a libevent loop."""
+
+    def __init__(self, app: WSGIApp, sock: socket.socket, *, hub: Hub,
+                 config: ServerConfig | None = None, loop: EventLoop | None = None) -> None:
+        self.app = app
+        self.hub = hub
+        cfg = self.config = config or ServerConfig()
+        self.loop = loop or EventLoop()
+        self.server_address: tuple[str, int] = sock.getsockname()[:2]
+        self.connections: set[HTTPConnection] = set()
+        self.parked = 0
+        self.streaming = 0
+        self.requests_total = 0
+        self.refused_total: Counter[int] = Counter()
+        self.started_at = time.time()
+        self.stopping = False
+        # What connections read from (see connection.ConnectionOwner).
+        self.limits = http1.Limits(max_head=cfg.max_header_size, max_body=cfg.max_body_size)
+        self.head_timeout = cfg.head_timeout
+        self.keepalive_timeout = cfg.keepalive_timeout
+        self.min_body_rate = cfg.min_body_rate
+        self.body_bytes = 0
+        self.max_body_bytes_total = cfg.max_body_bytes_total
+        self.access_log = cfg.access_log
+        self._stats_path = (cfg.stats_path or "").encode()
+        self._empty_delivery: Delivery | None = None
+        self._base_environ = base_environ(server=self.server_address,
+                                          multiprocess=cfg.multiprocess)
+        self.acceptor = Acceptor(self.loop, sock, self._on_connection,
+                                 max_connections=cfg.max_connections
+                                 or default_max_connections(),
+                                 max_per_client=cfg.max_connections_per_client)
+        hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
+
+    # -- connections (connection.ConnectionOwner) -----------------------------------
+
+    def _on_connection(self, sock: socket.socket, peer: tuple[str, str], key: str) -> None:
+        self.connections.add(HTTPConnection(self, sock, peer, key))
+
+    def forget(self, conn: HTTPConnection) -> None:
+        self.connections.discard(conn)
+        self.acceptor.released(conn.key)
+
+    def refused(self, conn: HTTPConnection, error: http1.ProtocolError) -> None:
+        self.refused_total[error.status] += 1
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
+            access_log.info('%s "-" %d refused: %s', conn.peer[0], error.status, error.reason)
+
+    def serve(self, conn: HTTPConnection, request: http1.Request) -> None:
+        """Serve one complete request (the connection reads no more meanwhile)."""
+        self.requests_total += 1
+        exchange = Exchange(self, conn, request, conn.peer[0])
+        conn.begin(exchange)
+        if self._stats_path and request.target.partition(b"?")[0] == self._stats_path:
+            self._answer_stats(exchange, conn.peer[0])
+            return
+        body = request.body
+        environ = build_environ(
+            self._base_environ, method=request.method, target=request.target,
+            version=request.version, headers=request.headers, read_body=lambda: body,
+            remote=conn.peer,
+        )
+        try:
+            exchange.run(self.app, environ)
+        except BaseException as exc:
+            if exchange.phase is not Phase.DONE:
+                exchange.fail("server error")
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                raise
+            log.exception("error serving a request")
+
+    def empty_delivery(self) -> Delivery:
+        """The empty delivery of long-polls answered without events in this loop turn
+        (timeouts, drain): one shared memo, so thousands answered together share one
+        render, as they share one when an event wakes them."""
+        delivery = self._empty_delivery
+        if delivery is None:
+            delivery = self._empty_delivery = Delivery([])
+
+            def forget() -> None:
+                self._empty_delivery = None
+
+            self.loop.call_soon(forget)
+        return delivery
+
+    # -- stats ----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        states = Counter(conn.state.value for conn in self.connections)
+        acceptor = self.acceptor
+        return {
+            "parked": self.parked,
+            "streaming": self.streaming,
+            "connections": len(self.connections),
+            "connections_by_state": dict(states),
+            "requests_total": self.requests_total,
+            "refused_total": {str(k): v for k, v in sorted(self.refused_total.items())},
+            "body_bytes_held": self.body_bytes,
+            "published_total": self.hub.published_total,
+            "waiters": self.hub.waiting(),
+            "caps": {
+                "max_connections": acceptor.max_connections,
+                "max_connections_per_client": acceptor.max_per_client,
+                "max_body_size": self.limits.max_body,
+                "max_header_size": self.limits.max_head,
+                "max_body_bytes_total": self.max_body_bytes_total,
+                "head_timeout_s": self.head_timeout,
+                "keepalive_timeout_s": self.keepalive_timeout,
+            },
+            "cap_hits": dict(acceptor.hits),
+            "accepting": not acceptor.paused and not acceptor.closed,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "stopping": self.stopping,
+        }
+
+    def _answer_stats(self, exchange: Exchange, peer: str) -> None:
+        if self.config.stats_loopback_only and not _is_loopback(peer):
+            exchange.start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            exchange.pending.append(b"stats are for loopback clients only\n")
+        else:
+            exchange.start_response("200 OK", [("Content-Type", "application/json"),
+                                               ("Cache-Control", "no-store")])
+            exchange.pending.append(json.dumps(self.stats()).encode())
+        exchange.finish()
+
+    # -- running and draining -------------------------------------------------------
+
+    def serve_forever(self, *, handle_signals: bool = True) -> None:
+        """Run until SIGTERM/SIGINT (when on the main thread) or ``shutdown()``."""
+        if handle_signals:
+            import signal
+
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self.loop.add_signal_handler(signum, self.shutdown)
+        try:
+            self.loop.run()
+        finally:
+            self.hub.set_scheduler(None)
+            self.acceptor.close()
+            for conn in list(self.connections):
+                conn.close()
+            self.loop.close()
+
+    def shutdown(self) -> None:
+        """Drain: stop accepting, answer every parked request (long-polls get an empty
+        answer and re-poll elsewhere; streams end with their last chunk), close idle
+        connections, then leave the loop.  A second call leaves at once."""
+        if self.stopping:
+            log.warning("stopping now")
+            self.loop.stop()
+            return
+        log.info("draining: %d connections, %d parked, %d streaming", len(self.connections),
+                 self.parked, self.streaming)
+        self.stopping = True
+        self.acceptor.close()
+        parked: list[Exchange] = []
+        for conn in list(self.connections):
+            exchange = conn.exchange
+            if isinstance(exchange, Exchange):
+                parked.append(exchange)
+            elif conn.state is ConnState.IDLE:
+                # Between requests: closing is safe (a fresh connection whose request
+                # is on its way is left to be served, with Connection: close).
+                conn.close()
+        self._answer_slice(parked, 0)
+        deadline = time.monotonic() + self.config.shutdown_grace
+
+        def wait_for_drain() -> None:
+            busy = any(conn.state is not ConnState.LINGERING or conn.out
+                       for conn in self.connections)
+            if busy and time.monotonic() < deadline:
+                self.loop.call_later(0.02, wait_for_drain)
+                return
+            if busy:
+                log.warning("drain: %d connections still busy after %.1fs; closing them",
+                            len(self.connections), self.config.shutdown_grace)
+            self.loop.stop()
+
+        wait_for_drain()
+
+    def _answer_slice(self, parked: list[Exchange], start: int) -> None:
+        """Answer parked exchanges for at most DRAIN_BUDGET, then yield to the loop."""
+        end_by = time.monotonic() + DRAIN_BUDGET
+        index = start
+        while index < len(parked):
+            parked[index].stop_waiting()
+            index += 1
+            if time.monotonic() > end_by:
+                break
+        if index < len(parked):
+            self.loop.call_later(0, lambda: self._answer_slice(parked, index))
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket (IPv6 when ``host`` has a colon)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(backlog)
+    return sock
