@@ -219,20 +219,22 @@ class Hub:
             stop = min(total, start + FAN_OUT_SLICE)
             deadline = time.perf_counter() + FAN_OUT_SLICE_SECONDS
         index = start
-        while index < stop:
-            watch, delivery = ready[index]
-            index += 1
-            deliver = watch.deliver
-            if deliver is not None:  # None: cancelled while waiting for its slice
-                deliver(delivery)
-                if deadline is not None and time.perf_counter() >= deadline:
-                    break
-        if index < total:
-            after_io = self._after_io
-            if after_io is None:  # the scheduler was removed meanwhile: finish now
-                self._deliver_slice(ready, index)
-            else:
-                after_io(lambda: self._deliver_slice_locked(ready, index))
+        try:
+            while index < stop:
+                watch, delivery = ready[index]
+                index += 1
+                deliver = watch.deliver
+                if deliver is not None:  # None: cancelled while waiting for its slice
+                    deliver(delivery)
+                    if deadline is not None and time.perf_counter() >= deadline:
+                        break
+        finally:  # even if a deliver raised: the others are still woken
+            if index < total:
+                after_io = self._after_io
+                if after_io is None:  # no scheduler (any more): finish now
+                    self._deliver_slice(ready, index)
+                else:
+                    after_io(lambda: self._deliver_slice_locked(ready, index))
 
     def _deliver_slice_locked(self, ready: list[tuple[Watch, Delivery]], start: int) -> None:
         with self._lock:

@@ -6,6 +6,8 @@ turn) is recorded, so a test runs the turns itself and times each one.
 
 import time
 
+import pytest
+
 from comet_server import hub as hub_module
 from comet_server.hub import Hub
 from comet_server.waits import Delivery
@@ -71,7 +73,8 @@ def test_slow_renders_are_woken_over_many_short_turns(fresh_hub):
     assert len(woken) / len(loop.durations) <= per_turn
 
 
-def test_cheap_renders_still_go_by_the_count_cap(fresh_hub):
+def test_cheap_renders_still_go_by_the_count_cap(fresh_hub, monkeypatch):
+    monkeypatch.setattr(hub_module, "FAN_OUT_SLICE_SECONDS", 60.0)  # only the count counts
     loop = FakeLoop(fresh_hub)
     got: list[Delivery] = []
     for _ in range(hub_module.FAN_OUT_SLICE * 2 + 1):
@@ -116,3 +119,16 @@ def test_wake_all_shares_one_empty_delivery(fresh_hub):
         fresh_hub.watch(("c", "d"), after, got.append)
     fresh_hub.wake_all()  # no scheduler: at once
     assert len(got) == 10 and len({id(d) for d in got}) == 1 and got[0].events == []
+
+
+def test_a_failing_waiter_does_not_lose_the_others(fresh_hub):
+    got: list[int] = []
+
+    def bad(delivery: Delivery) -> None:
+        raise RuntimeError("boom")
+
+    for i in range(50):  # the bad one lands somewhere among them (a set's order)
+        fresh_hub.watch(("c",), 0, bad if i == 25 else lambda d, i=i: got.append(i))
+    with pytest.raises(RuntimeError):  # no scheduler: the publisher sees the error...
+        fresh_hub.publish("c", "x", cursor=1)
+    assert sorted(got) == [i for i in range(50) if i != 25]  # ...after all the others
