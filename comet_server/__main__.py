@@ -11,8 +11,9 @@ import importlib
 import logging
 import sys
 
+from comet_server.options import add_server_arguments, config_from
 from comet_server.runner import serve
-from comet_server.server import ServerConfig
+from comet_server.settings import setting
 
 
 def load_app(spec: str) -> object:
@@ -28,20 +29,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m comet_server", description=__doc__)
     parser.add_argument("app", help="module:attribute of a WSGI application")
     parser.add_argument("bind", nargs="?", default="127.0.0.1:8000", help="[host:]port")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--keepalive-timeout", type=int, default=30)
-    parser.add_argument("--max-body-size", type=int, default=10 << 20)
-    parser.add_argument("--no-access-log", action="store_false", dest="access_log")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes sharing the port (needs COMET_BROKER if > 1)")
+    add_server_arguments(parser)
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers > 1 and not setting("COMET_BROKER"):
+        parser.error("--workers > 1 needs COMET_BROKER (e.g. redis://127.0.0.1:6379/0)")
     host, _, port = args.bind.rpartition(":")
     if not port.isdigit():
         parser.error(f"bad bind address {args.bind!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, ".")
     app = load_app(args.app)
-    config = ServerConfig(keepalive_timeout=args.keepalive_timeout,
-                          max_body_size=args.max_body_size, multiprocess=args.workers > 1,
-                          access_log=args.access_log)
+    config = config_from(vars(args), multiprocess=args.workers > 1)
 
     def announce(bound: int) -> None:
         print(f"comet server listening on http://{host or '127.0.0.1'}:{bound}/", flush=True)

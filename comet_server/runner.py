@@ -27,6 +27,9 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
     serve_socket(app, sock, config=config)
 
 
+_running: list[CometServer] = []
+
+
 def serve_socket(app: WSGIApp, sock: object, *, config: ServerConfig) -> None:
     """Serve on an already listening socket in this process."""
     hub = get_hub()
@@ -34,4 +37,16 @@ def serve_socket(app: WSGIApp, sock: object, *, config: ServerConfig) -> None:
     broker = hub.broker
     if broker is not None and hasattr(broker, "attach"):
         broker.attach(server.loop, hub)
-    server.serve_forever(handle_signals=threading.current_thread() is threading.main_thread())
+    _running.append(server)
+    try:
+        server.serve_forever(
+            handle_signals=threading.current_thread() is threading.main_thread())
+    finally:
+        _running.remove(server)
+
+
+def request_shutdown() -> None:
+    """Drain the servers of this process (from any thread, e.g. a signal handler on
+    the main thread while the server runs in another); a second call stops at once."""
+    for server in list(_running):
+        server.loop.call_soon(server.shutdown)

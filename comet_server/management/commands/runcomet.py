@@ -13,8 +13,9 @@ from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
 from django.utils import autoreload
 
-from comet_server.server import ServerConfig
-from comet_server.settings import setting, setting_bool
+from comet_server import reloader
+from comet_server.options import add_server_arguments, config_from
+from comet_server.settings import setting
 
 ADDRPORT = re.compile(r"^(?:(?P<host>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]|[\w.-]+):)?"
                       r"(?P<port>\d+)$")
@@ -47,22 +48,7 @@ class Command(BaseCommand):
                             help="serve static files even with DEBUG off")
         parser.add_argument("--workers", default=setting("COMET_WORKERS", 1),
                             help="worker processes sharing the port (needs COMET_BROKER if > 1)")
-        parser.add_argument("--max-body-size", default=setting("COMET_MAX_BODY_SIZE", 10 << 20),
-                            help="largest request body in bytes (413 above it)")
-        parser.add_argument("--max-header-size", default=setting("COMET_MAX_HEADER_SIZE", 64 << 10),
-                            help="largest request head in bytes (400 above it)")
-        parser.add_argument("--keepalive-timeout",
-                            default=setting("COMET_KEEPALIVE_TIMEOUT", 30),
-                            help="seconds an idle keep-alive connection is kept")
-        parser.add_argument("--shutdown-grace", default=setting("COMET_SHUTDOWN_GRACE", 5),
-                            help="seconds SIGTERM waits for responses to finish")
-        parser.add_argument("--stats-path", default=setting("COMET_STATS_PATH", "/_comet/stats"),
-                            help="path of the JSON stats endpoint ('' to disable)")
-        parser.add_argument("--stats-public", action="store_true",
-                            default=setting_bool("COMET_STATS_PUBLIC", False),
-                            help="answer stats to any client, not only loopback ones")
-        parser.add_argument("--no-access-log", action="store_false", dest="access_log",
-                            help="do not log a line per response")
+        add_server_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         match = ADDRPORT.match(options["addrport"])
@@ -73,23 +59,16 @@ class Command(BaseCommand):
         if port > 65535:
             raise CommandError(f"port must be at most 65535, got {port}")
         workers = _positive("--workers", options["workers"])
-        config = ServerConfig(
-            max_body_size=_positive("--max-body-size", options["max_body_size"], 0),
-            max_header_size=_positive("--max-header-size", options["max_header_size"], 256),
-            keepalive_timeout=_positive("--keepalive-timeout", options["keepalive_timeout"]),
-            shutdown_grace=float(_positive("--shutdown-grace", options["shutdown_grace"], 0)),
-            stats_path=options["stats_path"] or None,
-            stats_loopback_only=not options["stats_public"],
-            multiprocess=workers > 1,
-            access_log=options["access_log"],
-        )
+        config = config_from(options, multiprocess=workers > 1)
         if workers > 1 and not setting("COMET_BROKER"):
             raise CommandError("--workers > 1 needs COMET_BROKER (e.g. redis://127.0.0.1:6379/0): "
                                "without a broker a publish in one worker cannot wake the others")
         self._configure_logging()
         self.run_args = (host, port, workers, config, options)
         if options["use_reloader"] and settings.DEBUG and workers == 1:
-            autoreload.run_with_reloader(self.inner_run)
+            from comet_server.runner import request_shutdown
+
+            reloader.run_with_reloader(self.inner_run, request_shutdown)
         else:
             self.inner_run()
 
@@ -135,3 +114,5 @@ class Command(BaseCommand):
                   before_fork=connections.close_all)
         except OSError as exc:
             raise CommandError(f"cannot listen on {shown}:{port}: {exc.strerror or exc}") from None
+        if reloader.in_reloaded_child():
+            reloader.exit_child(0)  # drained: leave the file watcher too
