@@ -45,14 +45,14 @@ class ServerProcess:
     """A comet server subprocess listening on an OS-chosen port of 127.0.0.1."""
 
     def __init__(self, argv: list[str], log_dir: Path, env: dict[str, str] | None = None,
-                 name: str = "server") -> None:
+                 name: str = "server", preexec_fn: Callable[[], None] | None = None) -> None:
         self.argv = argv
         self.stdout_path = log_dir / f"{name}.stdout"
         self.stderr_path = log_dir / f"{name}.stderr"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
         self.pid = self.proc.pid
         self.port = 0
 
@@ -86,6 +86,14 @@ class ServerProcess:
             raise AssertionError(f"server {self.pid} ignored SIGTERM for {timeout}s") from None
 
     def kill(self) -> None:
+        """SIGKILL the server and its children (a reloader's child, pre-forked workers)."""
+        children = subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        for pid in children:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
