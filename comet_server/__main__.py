@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, ".")
     app = load_app(args.app)
-    config = config_from(vars(args), multiprocess=args.workers > 1)
+    try:
+        config = config_from(vars(args), multiprocess=args.workers > 1)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     def announce(bound: int) -> None:
         print(f"comet server listening on http://{host or '127.0.0.1'}:{bound}/", flush=True)

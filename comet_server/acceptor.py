@@ -55,12 +55,14 @@ class Acceptor:
     """Accept on one listening socket and hand each connection to ``on_connection``."""
 
     def __init__(self, loop: EventLoop, sock: socket.socket, on_connection: OnConnection, *,
-                 max_connections: int, max_per_client: int) -> None:
+                 max_connections: int, max_per_client: int,
+                 proxies: frozenset[str] = frozenset()) -> None:
         self.loop = loop
         self.sock = sock
         self.on_connection = on_connection
         self.max_connections = max_connections
         self.max_per_client = max_per_client
+        self.proxies = proxies  # trusted proxies: their clients are counted per request
         self.open = 0  # connections accepted and not yet closed
         self.per_client: dict[str, int] = {}
         self.hits = {"max_connections": 0, "max_per_client": 0, "out_of_fds": 0}
@@ -94,7 +96,8 @@ class Acceptor:
                     continue  # that client gave up before we took it
                 raise
             client = address[0]
-            if self.max_per_client and self.per_client.get(client, 0) >= self.max_per_client:
+            if self.max_per_client and self.per_client.get(client, 0) >= self.max_per_client \
+                    and client not in self.proxies:
                 self.hits["max_per_client"] += 1
                 self._turn_away(conn)
                 continue

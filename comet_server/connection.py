@@ -22,7 +22,6 @@ import math
 import select
 import socket
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from comet_server import ctypes_event as ev
@@ -67,6 +66,12 @@ class Exchange(Protocol):
     """What serves one request on a connection (``comet_server.exchange.Exchange``)."""
 
     def client_gone(self) -> None: ...
+
+
+class Delivered(Protocol):
+    """Told whether a response reached the client's kernel (the access log's word)."""
+
+    def delivered(self, delivered: bool) -> None: ...
 
 
 class ConnectionOwner(Protocol):
@@ -121,7 +126,7 @@ class HTTPConnection:
         self.exchange: Exchange | None = None
         self.body_mark = (0.0, 0)
         self.serving = False
-        self.on_flushed: Callable[[bool], None] | None = None  # told if the reply got out
+        self.on_flushed: Delivered | None = None  # told whether the reply got out
         self.body_held = 0  # bytes of an unfinished body, counted in the owner's total
         self.read_watch.start()
         self._arm(owner.head_timeout)
@@ -204,11 +209,8 @@ class HTTPConnection:
         if not data:
             self.close(gone=self.state is not ConnState.LINGERING)
             return
-        state = self.state
-        if state is ConnState.LINGERING:
+        if self.state is ConnState.LINGERING:
             return  # discarded: we are closing
-        if state is ConnState.IDLE:
-            self._enter(ConnState.READING)
         self._consume(data)
 
     def _consume(self, data: bytes) -> None:
@@ -232,7 +234,10 @@ class HTTPConnection:
         if reader.in_body and not was_in_body:
             self.body_mark = (time.monotonic(), 0)
             self._arm(owner.head_timeout)
-        self._serve_queue()
+        if reader.queue:
+            self._serve_queue()
+        if self.state is ConnState.IDLE and (reader.in_head or reader.in_body):
+            self._enter(ConnState.READING)  # part of a next request: the head deadline
 
     def _serve_queue(self) -> None:
         """Serve queued requests one at a time until one goes asynchronous."""
@@ -260,11 +265,13 @@ class HTTPConnection:
                     self._consume(data)
                 else:
                     break
-            if self.exchange is None and not self.out and (
-                    self.state is ConnState.BUSY
-                    or self.state is ConnState.READING and served and not self.has_input()):
+            if self.exchange is None and not self.out and served:
                 # The last response ended on this turn: wait for the next request.
-                self._enter(ConnState.READING if self.has_input() else ConnState.IDLE)
+                state = self.state
+                if state is ConnState.IDLE:
+                    self._arm(self.owner.keepalive_timeout)
+                elif state is ConnState.BUSY or state is ConnState.READING:
+                    self._enter(ConnState.READING if self.has_input() else ConnState.IDLE)
         finally:
             self.serving = False
 
@@ -338,25 +345,27 @@ class HTTPConnection:
         elif self.state is ConnState.BUSY:
             self.deadline = 0.0
 
-    def end(self, keep_alive: bool, on_flushed: Callable[[bool], None]) -> None:
+    def end(self, keep_alive: bool, listener: Delivered | None) -> None:
         """The response is complete; go on with the next request or close.
-        ``on_flushed(delivered)`` is called once its last byte is handed to the kernel
+        ``listener.delivered(ok)`` is told once its last byte is handed to the kernel
         (True) or the connection is lost first (False)."""
         self.exchange = None
         if self.state is ConnState.CLOSED:
-            on_flushed(False)
+            if listener is not None:
+                listener.delivered(False)
             return
         if self.out:
-            self.on_flushed = on_flushed
+            self.on_flushed = listener
             self.after_flush = keep_alive
             return
-        on_flushed(True)
+        if listener is not None:
+            listener.delivered(True)
         self._after_response(keep_alive)
 
     def _flushed(self, delivered: bool) -> None:
-        callback, self.on_flushed = self.on_flushed, None
-        if callback is not None:
-            callback(delivered)
+        listener, self.on_flushed = self.on_flushed, None
+        if listener is not None:
+            listener.delivered(delivered)
 
     def _after_response(self, keep_alive: bool) -> None:
         if not keep_alive or self.owner.stopping:

@@ -55,7 +55,7 @@ class Exchange:
         "server", "conn", "method", "target", "version", "keep_alive", "code", "status",
         "headers", "result", "coroutine", "pending", "started", "chunked", "phase", "sent",
         "t0", "parked_since", "parked_total", "timer", "watch", "immediate",
-        "stop_answered", "client",
+        "stop_answered", "client", "declared", "counted",
     )
 
     def __init__(self, server: CometServer, conn: HTTPConnection, request: http1.Request,
@@ -66,10 +66,12 @@ class Exchange:
         self.target = request.target
         self.version = request.version
         self.keep_alive = request.keep_alive
-        self.client = client
+        self.client = client  # the peer, or the client a trusted proxy names
+        self.counted = False  # counted against the per-client cap (behind a proxy)
         self.code = 0
         self.status = b""
         self.headers: list[tuple[str, str]] | None = None
+        self.declared: int | None = None  # the application's Content-Length
         self.result: Any = None
         self.coroutine: Any = None
         self.pending: list[bytes] = []
@@ -100,12 +102,20 @@ class Exchange:
         if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
                 or status[3] != " ":
             raise ValueError(f"bad WSGI status {status!r}")
+        declared = None
         for name, value in headers:
             if not isinstance(name, str) or not isinstance(value, str):
                 raise TypeError(f"header {name!r}: names and values must be str")
-            if name.lower() in _HOP_BY_HOP:
+            lower = name.lower()
+            if lower in _HOP_BY_HOP:
                 raise ValueError(f"hop-by-hop header {name!r} is the server's business")
             http1.check_header(name, value)
+            if lower == "content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise ValueError(f"bad Content-Length {value!r}") from None
+        self.declared = declared
         self.status = status.encode("latin-1")
         self.code = int(status[:3])
         self.headers = list(headers)
@@ -244,16 +254,6 @@ class Exchange:
 
     # -- sending --------------------------------------------------------------------
 
-    def _declared_length(self) -> int | None:
-        assert self.headers is not None
-        for name, value in self.headers:
-            if len(name) == 14 and name.lower() == "content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    raise ValueError(f"bad Content-Length {value!r}") from None
-        return None
-
     def flush(self) -> None:
         """Send buffered body data, starting the stream if needed (never an empty chunk)."""
         if self.headers is None:
@@ -262,7 +262,7 @@ class Exchange:
         self.pending.clear()
         head = b""
         if not self.started:
-            declared = self._declared_length()
+            declared = self.declared
             self.chunked = declared is None and self.version >= (1, 1)
             if declared is None and not self.chunked:
                 self.keep_alive = False  # HTTP/1.0: the stream ends with the connection
@@ -295,7 +295,7 @@ class Exchange:
         pending = self.pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
-        declared = self._declared_length()
+        declared = self.declared
         code = self.code
         if declared is not None and declared != len(data) and self.method != "HEAD":
             raise ValueError(f"Content-Length {declared} but the body has {len(data)} bytes")
@@ -331,13 +331,18 @@ class Exchange:
         """The response is over: free the application's result, let the connection go
         on, and log the line once the connection knows whether it was delivered."""
         self.phase = Phase.DONE
+        if self.counted:
+            self.server.release_client(self)
         self.close_result()
         if aborted:
             self.conn.close()
             self.log_line(code, "aborted")
             return
-        self.conn.end(self.keep_alive_now(), lambda delivered: self.log_line(
-            code, "" if delivered else "not delivered"))
+        self.conn.end(self.keep_alive_now(), self if self.server.access_log else None)
+
+    def delivered(self, delivered: bool) -> None:
+        """The connection wrote the whole response (True) or lost the client first."""
+        self.log_line(self.code or 500, "" if delivered else "not delivered")
 
     def log_line(self, code: int, note: str) -> None:
         if not self.server.access_log or not access_log.isEnabledFor(logging.INFO):
@@ -374,5 +379,7 @@ class Exchange:
         if self.started:
             self.server.streaming -= 1
         self.phase = Phase.DONE
+        if self.counted:
+            self.server.release_client(self)
         self.close_result()
         self.log_line(499, "client gone")

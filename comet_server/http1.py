@@ -65,6 +65,8 @@ class Request:
 
 
 _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
+                                     "OPTIONS")}
 
 
 class RequestReader:
@@ -78,7 +80,7 @@ class RequestReader:
     __slots__ = (
         "limits", "parser", "queue", "in_head", "head_size", "url", "headers", "body",
         "body_size", "host_count", "transfer_encoding", "content_length", "wants_continue",
-        "upgraded",
+        "upgraded", "in_body", "version", "method",
     )
 
     def __init__(self, limits: Limits) -> None:
@@ -86,6 +88,9 @@ class RequestReader:
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[Request | ProtocolError] = deque()
         self.in_head = False  # between the first byte of a request and its blank line
+        self.in_body = False  # after a request's head, until its message is complete
+        self.version = (1, 1)
+        self.method = "GET"
         self.head_size = 0
         self.url: list[bytes] = []
         self.headers: list[tuple[bytes, bytes]] = []
@@ -96,11 +101,6 @@ class RequestReader:
         self.content_length: bytes | None = None
         self.wants_continue = False  # headers asked for 100 Continue before the body
         self.upgraded = False
-
-    @property
-    def in_body(self) -> bool:
-        """A request's head was read and its body is still coming."""
-        return bool(self.url) and not self.in_head
 
     def feed(self, data: bytes) -> bytes:
         """Parse ``data``; complete requests go to ``queue``.  Returns the unparsed rest
@@ -147,7 +147,7 @@ class RequestReader:
         return data[pos:] if pos < size else b""
 
     def _fail(self, error: ProtocolError) -> None:
-        self.in_head = False
+        self.in_head = self.in_body = False
         self.url = []
         self.queue.append(error)
 
@@ -185,6 +185,7 @@ class RequestReader:
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        self.in_body = True  # until on_message_complete, which may come at once
         # The head as received (a close upper bound: request line and header lines).
         size = sum(map(len, self.url)) + 14
         for name, value in self.headers:
@@ -192,11 +193,13 @@ class RequestReader:
         if size > self.limits.max_head:
             raise ProtocolError(431, "Request Header Fields Too Large")
         parser = self.parser
-        version = _VERSIONS.get(parser.get_http_version())
+        text = parser.get_http_version()
+        version = _VERSIONS.get(text)
         if version is None:
-            if parser.get_http_version().startswith("0."):
+            if text.startswith("0."):
                 raise ProtocolError(400, "Bad Request")
             raise ProtocolError(505, "HTTP Version Not Supported")
+        self.version = version
         if version == (1, 1) and self.host_count != 1 or self.host_count > 1:
             raise ProtocolError(400, "Bad Request")
         target = b"".join(self.url)
@@ -216,8 +219,9 @@ class RequestReader:
             if length > self.limits.max_body:
                 raise ProtocolError(413, "Content Too Large")
             has_body = length > 0
-        method = parser.get_method()
-        if has_body and method == b"HEAD":
+        raw_method = parser.get_method()
+        method = self.method = _METHODS.get(raw_method) or raw_method.decode("ascii")
+        if has_body and method == "HEAD":
             raise ProtocolError(400, "Bad Request")
         if has_body:
             for name, value in self.headers:
@@ -235,15 +239,14 @@ class RequestReader:
     def on_message_complete(self) -> None:
         parser = self.parser
         body = self.body
+        url = self.url
         self.queue.append(Request(
-            method=parser.get_method().decode("ascii"),
-            target=b"".join(self.url),
-            version=_VERSIONS[parser.get_http_version()],
-            headers=self.headers,
-            body=body[0] if len(body) == 1 else b"".join(body),
-            keep_alive=parser.should_keep_alive(),
+            self.method, url[0] if len(url) == 1 else b"".join(url), self.version,
+            self.headers, body[0] if len(body) == 1 else b"".join(body),
+            parser.should_keep_alive(),
         ))
         self.url = []
+        self.in_body = False
         self.wants_continue = False
 
 
@@ -261,11 +264,17 @@ def http_date() -> bytes:
     return _date_cache[1]
 
 
+_GOOD_NAMES: set[str] = set()  # names already checked (applications use few)
+
+
 def check_header(name: str, value: str) -> None:
     """Refuse a response header that would corrupt the framing (CR/LF injection)."""
-    if not _TOKEN.match(name.encode("latin-1")):
-        raise ValueError(f"bad header name {name!r}")
-    if _BAD_VALUE.search(value):
+    if name not in _GOOD_NAMES:
+        if not _TOKEN.match(name.encode("latin-1")):
+            raise ValueError(f"bad header name {name!r}")
+        if len(_GOOD_NAMES) < 512:
+            _GOOD_NAMES.add(name)
+    if not value.isprintable() and _BAD_VALUE.search(value):
         raise ValueError(f"header {name!r} has a control character (CR or LF?) in its value")
 
 

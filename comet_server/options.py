@@ -48,7 +48,11 @@ SERVER_OPTIONS = (
     Option("max_connections", int, 0,
            "open connections per process (0: the descriptor limit minus a reserve)"),
     Option("max_connections_per_client", int, 0,
-           "open connections per client address (0: no cap)"),
+           "open connections per client address (0: no cap); behind a trusted proxy, "
+           "requests in flight per address its X-Forwarded-For names"),
+    Option("forwarded_allow_ips", str, "",
+           "comma-separated proxy addresses whose X-Forwarded-For names the client "
+           "(REMOTE_ADDR, the per-client cap); empty: trust none"),
     Option("shutdown_grace", float, 5.0, "seconds a drain may take before closing the rest"),
     Option("stats_path", str, "/_comet/stats", "path of the JSON stats ('' to disable)"),
     Option("stats_public", bool, False, "answer stats to any client, not only loopback"),
@@ -95,4 +99,7 @@ def config_from(values: dict[str, Any], *, multiprocess: bool) -> ServerConfig:
     kwargs = {o.name: values[o.name] for o in SERVER_OPTIONS}
     kwargs["stats_loopback_only"] = not kwargs.pop("stats_public")
     kwargs["stats_path"] = kwargs["stats_path"] or None
-    return ServerConfig(**kwargs, multiprocess=multiprocess)
+    try:
+        return ServerConfig(**kwargs, multiprocess=multiprocess)
+    except ValueError as exc:  # e.g. a forwarded-allow-ips entry that is no address
+        raise ValueError(f"bad server option: {exc}") from None

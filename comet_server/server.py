@@ -65,7 +65,8 @@ class ServerConfig:
                  max_body_bytes_total: int = 64 * 1024 * 1024,
                  stats_path: str | None = "/_comet/stats", stats_loopback_only: bool = True,
                  shutdown_grace: float = 5.0, multiprocess: bool = False,
-                 access_log: bool = True) -> None:
+                 access_log: bool = True,
+                 forwarded_allow_ips: tuple[str, ...] | str = ()) -> None:
         if max_body_size < 0 or max_header_size < 256 or keepalive_timeout < 1 \
                 or head_timeout <= 0 or min_body_rate < 0 or max_connections < 0 \
                 or max_connections_per_client < 0 or max_body_bytes_total < max_body_size:
@@ -84,6 +85,12 @@ class ServerConfig:
         self.shutdown_grace = shutdown_grace
         self.multiprocess = multiprocess
         self.access_log = access_log
+        if isinstance(forwarded_allow_ips, str):
+            forwarded_allow_ips = tuple(a.strip() for a in forwarded_allow_ips.split(",")
+                                        if a.strip())
+        for address in forwarded_allow_ips:
+            ipaddress.ip_address(address)  # ValueError names a bad one
+        self.forwarded_allow_ips = forwarded_allow_ips
 
 
 class CometServer:
@@ -111,6 +118,11 @@ class CometServer:
         self.body_bytes = 0
         self.max_body_bytes_total = cfg.max_body_bytes_total
         self.access_log = cfg.access_log
+        # Behind a trusted proxy the client is the one X-Forwarded-For names; the
+        # per-client cap then counts its requests in flight (the proxy pools sockets).
+        self.forwarded_allow = frozenset(cfg.forwarded_allow_ips)
+        self.max_per_client = cfg.max_connections_per_client
+        self.proxied: dict[str, int] = {}
         self._stats_path = (cfg.stats_path or "").encode()
         self._empty_delivery: Delivery | None = None
         self._base_environ = base_environ(server=self.server_address,
@@ -118,7 +130,8 @@ class CometServer:
         self.acceptor = Acceptor(self.loop, sock, self._on_connection,
                                  max_connections=cfg.max_connections
                                  or default_max_connections(),
-                                 max_per_client=cfg.max_connections_per_client)
+                                 max_per_client=cfg.max_connections_per_client,
+                                 proxies=frozenset(cfg.forwarded_allow_ips))
         hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
 
     # -- connections (connection.ConnectionOwner) -----------------------------------
@@ -138,16 +151,31 @@ class CometServer:
     def serve(self, conn: HTTPConnection, request: http1.Request) -> None:
         """Serve one complete request (the connection reads no more meanwhile)."""
         self.requests_total += 1
-        exchange = Exchange(self, conn, request, conn.peer[0])
+        remote = conn.peer
+        if self.forwarded_allow and remote[0] in self.forwarded_allow:
+            forwarded = forwarded_client(request.headers, self.forwarded_allow)
+            if forwarded is not None:
+                remote = (forwarded, "")
+        exchange = Exchange(self, conn, request, remote[0])
         conn.begin(exchange)
+        if remote is not conn.peer and self.max_per_client:
+            if self.proxied.get(remote[0], 0) >= self.max_per_client:
+                self.acceptor.hits["max_per_client"] += 1
+                exchange.start_response("503 Service Unavailable", [
+                    ("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5")])
+                exchange.pending.append(b"too many requests from your address\n")
+                exchange.finish()
+                return
+            self.proxied[remote[0]] = self.proxied.get(remote[0], 0) + 1
+            exchange.counted = True
         if self._stats_path and request.target.partition(b"?")[0] == self._stats_path:
-            self._answer_stats(exchange, conn.peer[0])
+            self._answer_stats(exchange, remote[0])
             return
         body = request.body
         environ = build_environ(
             self._base_environ, method=request.method, target=request.target,
             version=request.version, headers=request.headers, read_body=lambda: body,
-            remote=conn.peer,
+            remote=remote,
         )
         try:
             exchange.run(self.app, environ)
@@ -157,6 +185,14 @@ class CometServer:
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 raise
             log.exception("error serving a request")
+
+    def release_client(self, exchange: Exchange) -> None:
+        """A request counted against its (proxied) client's cap is over."""
+        count = self.proxied.get(exchange.client, 0) - 1
+        if count > 0:
+            self.proxied[exchange.client] = count
+        else:
+            self.proxied.pop(exchange.client, None)
 
     def empty_delivery(self) -> Delivery:
         """The empty delivery of long-polls answered without events in this loop turn
@@ -278,6 +314,22 @@ class CometServer:
                 break
         if index < len(parked):
             self.loop.call_later(0, lambda: self._answer_slice(parked, index))
+
+
+def forwarded_client(headers: list[tuple[bytes, bytes]], trusted: frozenset[str]) -> str | None:
+    """The client a trusted proxy names in X-Forwarded-For: the rightmost address that
+    is not itself a trusted proxy (what is left of it the client could have forged)."""
+    hops: list[str] = []
+    for name, value in headers:
+        if len(name) == 15 and name.lower() == b"x-forwarded-for":
+            hops.extend(part.strip() for part in value.decode("latin-1").split(","))
+    for hop in reversed(hops):
+        if hop and hop not in trusted:
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return None  # garbage in the header: keep the proxy's own address
+    return None
 
 
 def _is_loopback(address: str) -> bool:

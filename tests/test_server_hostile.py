@@ -164,6 +164,41 @@ def test_a_client_over_its_own_cap_gets_503(start_server) -> None:
     wait_until(lambda: hello_served(server.port), 5, message="a slot freed")
 
 
+def test_behind_a_trusted_proxy_the_cap_counts_the_forwarded_client(start_server) -> None:
+    """nginx pools its sockets, so behind it the per-client cap counts requests in flight
+    per address X-Forwarded-For names, and REMOTE_ADDR is that address; an untrusted
+    peer's X-Forwarded-For is ignored."""
+    server = start_server("--forwarded-allow-ips", "127.0.0.1",
+                          "--max-connections-per-client", "2")
+
+    def poll(client: str) -> socket.socket:
+        sock = connect(server.port)
+        sock.sendall(build_request("GET", "/wait/proxied?after=0&timeout=30",
+                                   headers={"X-Forwarded-For": f"198.51.100.9, {client}"}))
+        return sock
+
+    parked = [poll("203.0.113.7"), poll("203.0.113.7"), poll("203.0.113.8")]
+    server.wait_stats(lambda s: s["parked"] == 3, message="three parked")
+    with poll("203.0.113.7") as third, third.makefile("rb") as reader:
+        assert read_response(reader).status == 503
+    with connect(server.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("GET", "/echo", headers={"X-Forwarded-For": "203.0.113.9"}))
+        assert read_response(reader).json()["meta"]["REMOTE_ADDR"] == "203.0.113.9"
+    for sock in parked:
+        sock.close()
+    server.wait_stats(lambda s: s["parked"] == 0, message="the polls gone")
+    with poll("203.0.113.7") as again:  # the slots were given back
+        server.wait_stats(lambda s: s["parked"] == 1, message="parked again")
+        assert not is_closed(again, timeout=0.2)
+
+
+def test_an_untrusted_peer_cannot_name_another_client(start_server) -> None:
+    server = start_server("--forwarded-allow-ips", "192.0.2.1")
+    with connect(server.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("GET", "/echo", headers={"X-Forwarded-For": "203.0.113.7"}))
+        assert read_response(reader).json()["meta"]["REMOTE_ADDR"] == "127.0.0.1"
+
+
 def test_out_of_descriptors_the_server_rests_instead_of_spinning(tmp_path: Path) -> None:
     """At the process's descriptor limit (EMFILE) accept() fails: the listener pauses,
     one log line per second at most, little CPU; it serves again once fds free up."""

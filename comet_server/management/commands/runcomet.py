@@ -59,7 +59,10 @@ class Command(BaseCommand):
         if port > 65535:
             raise CommandError(f"port must be at most 65535, got {port}")
         workers = _positive("--workers", options["workers"])
-        config = config_from(options, multiprocess=workers > 1)
+        try:
+            config = config_from(options, multiprocess=workers > 1)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         if workers > 1 and not setting("COMET_BROKER"):
             raise CommandError("--workers > 1 needs COMET_BROKER (e.g. redis://127.0.0.1:6379/0): "
                                "without a broker a publish in one worker cannot wake the others")
