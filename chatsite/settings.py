@@ -157,8 +157,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (tests, a publishing command) may write at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     # A file test database: in-memory shared-cache SQLite fails ("table is locked")
-    # instead of waiting when threads of a test read and write at once.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    # instead of waiting when threads of a test read and write at once.  One per test
+    # run (process), so two runs in one checkout do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
