@@ -10,6 +10,7 @@ refuses to start without a real secret key and allowed hosts; DJANGO_SECURE_SSL_
 DJANGO_HSTS_SECONDS, DJANGO_HSTS_INCLUDE_SUBDOMAINS and DJANGO_HSTS_PRELOAD tune it.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
