@@ -288,7 +288,7 @@ class Exchange:
             if self.chunked and self.method != "HEAD":
                 self.conn.write(http1.LAST_CHUNK)
             self.server.streaming -= 1
-            self.complete(self.code)
+            self.complete()
             return
         if self.headers is None:
             raise AssertionError("the application returned without calling start_response")
@@ -305,7 +305,7 @@ class Exchange:
                                    chunked=False, keep_alive=self.keep_alive_now())
         self.sent = 0 if self.method == "HEAD" or bodiless else len(data)
         self.conn.write(head + data if self.sent else head)
-        self.complete(code)
+        self.complete()
 
     def fail(self, why: str) -> None:
         """The application failed: 500 if nothing was sent yet, else cut the connection."""
@@ -321,13 +321,14 @@ class Exchange:
                 self.version, b"500 Internal Server Error",
                 [("Content-Type", "text/plain; charset=utf-8")], length=len(body),
                 chunked=False, keep_alive=self.keep_alive_now()) + body)
-            self.complete(500)
+            self.code = 500
+            self.complete()
         else:
             # The client must not mistake a broken stream for a complete one.
             self.server.streaming -= 1
-            self.complete(self.code, aborted=True)
+            self.complete(aborted=True)
 
-    def complete(self, code: int, *, aborted: bool = False) -> None:
+    def complete(self, *, aborted: bool = False) -> None:
         """The response is over: free the application's result, let the connection go
         on, and log the line once the connection knows whether it was delivered."""
         self.phase = Phase.DONE
@@ -336,13 +337,13 @@ class Exchange:
         self.close_result()
         if aborted:
             self.conn.close()
-            self.log_line(code, "aborted")
+            self.log_line(self.code, "aborted")
             return
         self.conn.end(self.keep_alive_now(), self if self.server.access_log else None)
 
     def delivered(self, delivered: bool) -> None:
         """The connection wrote the whole response (True) or lost the client first."""
-        self.log_line(self.code or 500, "" if delivered else "not delivered")
+        self.log_line(self.code, "" if delivered else "not delivered")
 
     def log_line(self, code: int, note: str) -> None:
         if not self.server.access_log or not access_log.isEnabledFor(logging.INFO):
