@@ -38,3 +38,23 @@ def test_message_posted_while_server_is_down_shows_after_restart(own_server, bro
     type_message(browser, "back again")
     wait_for_message(browser, "back again")
     assert len(ids_of(browser, "posted while you were away")) == 1, "shown more than once"
+
+
+def test_a_page_whose_database_was_reset_starts_over(own_server, browser):
+    """A page whose cursor is ahead of the site (the database was reset under it) gets a
+    400 from its long-poll and reloads, instead of retrying a dead cursor for ever."""
+    base = own_server.url("")
+    own_server.post_message("lobby", "from the old database", nick="operator")
+    open_room(browser, base, "lobby", "ann")
+    wait_for_message(browser, "from the old database")
+    browser.execute_script("window.beforeReset = true;")
+
+    own_server.stop()
+    own_server.db_path.unlink()
+    own_server.migrate()  # a fresh database: no message, the newest id is 0
+    own_server.start()
+
+    until(browser, lambda d: d.execute_script("return window.beforeReset === undefined;"),
+          "the page did not reload after its cursor was refused", RECONNECT)
+    until(browser, status_is("online"), "#status did not come back online", RECONNECT)
+    assert not ids_of(browser, "from the old database"), "the page kept the old state"

@@ -1,6 +1,7 @@
 /* One long-poll loop per page: re-poll at once after an answer, back off on failure.
  * Failures wait 1 s, 2 s, 4 s ... up to 10 s; the #status element says "Reconnecting…"
- * until an answer arrives again.  Callers keep their own cursor in params(). */
+ * until an answer arrives again.  A 400 (a cursor the server no longer knows) reloads
+ * the page.  Callers keep their own cursor in params(). */
 (function (window, $) {
   "use strict";
 
@@ -35,9 +36,16 @@
         setStatus(true);
         options.onData(data);
         if (!stopped) { schedule(0); }
-      }).fail(function () {
+      }).fail(function (xhr) {
         inFlight = null;
         if (stopped) { return; }
+        if (xhr.status === 400) {
+          // The cursor is ahead of the site (its database was reset or messages were
+          // removed): this page's state is stale, start over from the server's.
+          stopped = true;
+          window.location.reload();
+          return;
+        }
         setStatus(false);
         var delay = Math.min(10000, 1000 * Math.pow(2, failures));
         failures += 1;
