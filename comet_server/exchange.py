@@ -54,7 +54,7 @@ class Exchange:
     __slots__ = (
         "server", "conn", "method", "target", "version", "keep_alive", "code", "status",
         "headers", "result", "coroutine", "pending", "started", "chunked", "phase", "sent",
-        "t0", "parked_since", "parked_total", "timer", "watch", "immediate",
+        "t0", "parked_since", "parked_total", "timer", "watch",
         "stop_answered", "client", "declared", "counted",
     )
 
@@ -84,7 +84,6 @@ class Exchange:
         self.parked_total = 0.0
         self.timer: Timer | None = None
         self.watch: Watch | None = None
-        self.immediate: Any = None  # a delivery that arrived while registering a wait
         self.stop_answered = False
 
     # -- WSGI call ------------------------------------------------------------------
@@ -178,22 +177,17 @@ class Exchange:
                     outcome = Delivery(ready)
                     continue
                 self.park(item)
-                if self.immediate is None:
-                    self.phase = Phase.PARKED
-                    return
-                outcome, self.immediate = self.immediate, None
-                self.unpark()
+                return
             elif isinstance(item, Sleep):
                 self.park(item)
-                self.phase = Phase.PARKED
                 return
             else:
                 raise TypeError(f"a comet coroutine yielded {type(item).__name__}, "
                                 "expected bytes, Sleep or WaitForEvents")
 
     def park(self, wait: Sleep | WaitForEvents) -> None:
-        """Send what is buffered, then wait without a thread (still RUNNING: an event
-        already there is handed over through ``self.immediate``)."""
+        """Send what is buffered, then wait without a thread (the hub and the loop
+        never call back from inside the registration)."""
         server = self.server
         if self.pending:
             self.flush()
@@ -204,8 +198,8 @@ class Exchange:
             self.timer = server.loop.call_later(wait.seconds, self.on_timer)
         else:
             self.watch = server.hub.watch(wait.channels, wait.after, self.on_delivery)
-            if self.watch is not None:
-                self.timer = server.loop.call_later(wait.timeout, self.on_timeout)
+            self.timer = server.loop.call_later(wait.timeout, self.on_timeout)
+        self.phase = Phase.PARKED
 
     def unpark(self) -> None:
         self.server.parked -= 1
@@ -237,10 +231,7 @@ class Exchange:
 
     def on_delivery(self, delivery: Delivery) -> None:
         self.watch = None
-        if self.phase is Phase.PARKED:
-            self.resume(delivery)
-        elif self.phase is Phase.RUNNING:  # delivered while registering: step() takes it
-            self.immediate = delivery
+        self.resume(delivery)
 
     def stop_waiting(self) -> None:
         """The server drains: a parked long-poll is answered empty, a stream ends."""

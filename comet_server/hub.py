@@ -74,16 +74,20 @@ class Broker(Protocol):
 
 
 class Watch:
-    """A registered waiter; pass it to ``Hub.cancel`` to stop waiting."""
+    """A registered waiter; pass it to ``Hub.cancel`` to stop waiting.
 
-    __slots__ = ("channels", "after", "deliver", "active", "key")
+    ``wake`` is called once, never from inside ``Hub.watch`` and never while the hub
+    holds its lock; ``None`` once woken or cancelled.
+    """
+
+    __slots__ = ("channels", "after", "wake", "active", "key")
 
     def __init__(self, channels: tuple[str, ...], after: int | None,
-                 deliver: Callable[[Delivery], None]) -> None:
+                 wake: Callable[[Delivery], None]) -> None:
         self.channels = channels
         self.after = after
-        self.deliver: Callable[[Delivery], None] | None = deliver
-        self.active = True
+        self.wake: Callable[[Delivery], None] | None = wake
+        self.active = False  # registered in the hub's waiter sets
         self.key = (channels, after)
 
 
@@ -144,11 +148,12 @@ class Hub:
         if self.broker is not None:
             self.broker.send(event)
         else:
-            self.deliver(event)
+            self.receive(event)
         return event
 
-    def deliver(self, event: Event) -> None:
-        """Take an event into this process: remember it and wake its waiters."""
+    def receive(self, event: Event) -> None:
+        """An event enters this process (from ``publish`` or the broker): remember it
+        and wake its waiters (on the loop's next turn when a server runs)."""
         with self._lock:
             if event.cursor is not None:
                 history = self._history.get(event.channel)
@@ -156,24 +161,28 @@ class Hub:
                     history = self._history[event.channel] = deque(maxlen=self._history_len)
                 history.append(event)
             self._pending.append(event)
-            if self._scheduler is None:
-                self._dispatch_locked()
-                return
-            if self._dispatch_scheduled:
-                return
-            self._dispatch_scheduled = True
             scheduler = self._scheduler
-        scheduler(self._dispatch)
+            if scheduler is not None:
+                if self._dispatch_scheduled:
+                    return
+                self._dispatch_scheduled = True
+        if scheduler is None:
+            self._dispatch()
+        else:
+            scheduler(self._dispatch)
 
     def _dispatch(self) -> None:
+        """Match pending events to waiters under the lock, then wake them outside it."""
         with self._lock:
             self._dispatch_scheduled = False
-            self._dispatch_locked()
+            ready = self._match_pending()
+        if ready:
+            self._wake_slice(ready, 0)
 
-    def _dispatch_locked(self) -> None:
+    def _match_pending(self) -> list[tuple[Watch, Delivery]]:
         pending, self._pending = self._pending, []
         if not pending:
-            return
+            return []
         by_channel: dict[str, list[Event]] = {}
         for event in pending:
             by_channel.setdefault(event.channel, []).append(event)
@@ -202,9 +211,9 @@ class Hub:
             if delivery is None:
                 delivery = shared[key] = Delivery(events, memo)
             ready.append((watch, delivery))
-        self._deliver_slice(ready, 0)
+        return ready
 
-    def _deliver_slice(self, ready: list[tuple[Watch, Delivery]], start: int) -> None:
+    def _wake_slice(self, ready: list[tuple[Watch, Delivery]], start: int) -> None:
         """Wake waiters a slice per loop turn: the first answers are written while
         the rest are still being rendered, and other requests are not starved.
 
@@ -223,22 +232,18 @@ class Hub:
             while index < stop:
                 watch, delivery = ready[index]
                 index += 1
-                deliver = watch.deliver
-                if deliver is not None:  # None: cancelled while waiting for its slice
-                    deliver(delivery)
+                wake, watch.wake = watch.wake, None
+                if wake is not None:  # None: cancelled while waiting for its slice
+                    wake(delivery)
                     if deadline is not None and time.perf_counter() >= deadline:
                         break
-        finally:  # even if a deliver raised: the others are still woken
+        finally:  # even if a wake-up raised: the others are still woken
             if index < total:
                 after_io = self._after_io
                 if after_io is None:  # no scheduler (any more): finish now
-                    self._deliver_slice(ready, index)
+                    self._wake_slice(ready, index)
                 else:
-                    after_io(lambda: self._deliver_slice_locked(ready, index))
-
-    def _deliver_slice_locked(self, ready: list[tuple[Watch, Delivery]], start: int) -> None:
-        with self._lock:
-            self._deliver_slice(ready, start)
+                    after_io(lambda: self._wake_slice(ready, index))
 
     # -- waiting -------------------------------------------------------------------
 
@@ -254,32 +259,35 @@ class Hub:
         return found
 
     def watch(self, channels: tuple[str, ...], after: int | None,
-              deliver: Callable[[Delivery], None]) -> Watch | None:
-        """Call ``deliver`` once when events past ``after`` arrive on ``channels``.
+              wake: Callable[[Delivery], None]) -> Watch:
+        """Call ``wake`` once when events past ``after`` arrive on ``channels``.
 
-        Returns ``None`` after delivering at once when the history already has some.
+        Never calls back from inside: when the history already holds such events the
+        wake-up is scheduled (the loop's next turn; without a server, on this thread
+        once the hub's lock is released), as any other wake-up is.
         """
+        watch = Watch(channels, after, wake)
         with self._lock:
             ready = self.events_after(channels, after)
-            if ready:
-                deliver(Delivery(ready))
-                return None
-            watch = Watch(channels, after, deliver)
-            for channel in channels:
-                waiters = self._waiters.get(channel)
-                if waiters is None:
-                    waiters = self._waiters[channel] = set()
-                waiters.add(watch)
-            return watch
+            if not ready:
+                watch.active = True
+                for channel in channels:
+                    waiters = self._waiters.get(channel)
+                    if waiters is None:
+                        waiters = self._waiters[channel] = set()
+                    waiters.add(watch)
+                return watch
+        self.call_soon(lambda: self._wake_slice([(watch, Delivery(ready))], 0))
+        return watch
 
     def cancel(self, watch: Watch | None) -> None:
         """Stop waiting (timeout, disconnect); harmless if already woken.
 
-        Also stops a delivery that is queued for a later slice of a fan-out.
+        Also stops a wake-up that is scheduled or queued for a later slice.
         """
         if watch is None:
             return
-        watch.deliver = None
+        watch.wake = None
         if watch.active:
             with self._lock:
                 self._remove(watch)
@@ -308,11 +316,7 @@ class Hub:
                 ready.append((watch, delivery))
             if not ready:
                 return
-            scheduler = self._scheduler
-            if scheduler is None:
-                self._deliver_slice(ready, 0)
-                return
-        scheduler(lambda: self._deliver_slice_locked(ready, 0))
+        self.call_soon(lambda: self._wake_slice(ready, 0))
 
     def waiting(self) -> int:
         with self._lock:
@@ -326,11 +330,11 @@ class Hub:
         done = threading.Event()
         box: list[Delivery] = []
 
-        def deliver(delivery: Delivery) -> None:
+        def wake(delivery: Delivery) -> None:
             box.append(delivery)
             done.set()
 
-        watch = self.watch(channels, after, deliver)
+        watch = self.watch(channels, after, wake)
         if not done.wait(timeout):
             self.cancel(watch)
         return box[0] if box else Delivery([])

@@ -75,7 +75,7 @@ class RedisBroker:
             # at their timeout or when their subscriber reconnects.
             log.warning("publish to Redis failed (%s); delivering locally only", exc)
             if self._hub is not None:
-                self._hub.deliver(event)
+                self._hub.receive(event)
 
     # -- subscribing on the comet server's loop -------------------------------------
 
@@ -158,7 +158,7 @@ class RedisBroker:
                 return
             self.received_total += 1
             assert self._hub is not None
-            self._hub.deliver(event)
+            self._hub.receive(event)
         elif kind == b"psubscribe":
             was_reconnect = self.reconnects > 0
             self.connected = True

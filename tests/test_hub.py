@@ -33,8 +33,56 @@ def test_history_answers_a_late_waiter_at_once():
     hub.publish("c", "a", cursor=1)
     hub.publish("c", "b", cursor=2)
     got = []
-    assert hub.watch(("c",), 1, got.append) is None
+    watch = hub.watch(("c",), 1, got.append)
     assert [e.payload for e in got[0].events] == ["b"]
+    assert not watch.active and hub.waiting() == 0  # answered, not registered
+
+
+def test_watch_never_calls_back_from_inside_the_registration():
+    """Under a server the wake-up of a waiter the history already answers is scheduled
+    like any other (the caller finishes registering first), and a cancel before it runs
+    stops it."""
+    hub = Hub()
+    scheduled: list = []
+    hub.set_scheduler(scheduled.append)
+    hub.receive(Event("c", "a", 1))
+    for fn in scheduled[:]:
+        fn()
+    scheduled.clear()
+    got: list[Delivery] = []
+    hub.watch(("c",), 0, got.append)
+    assert got == [] and len(scheduled) == 1
+    scheduled.pop()()
+    assert [e.payload for e in got[0].events] == ["a"]
+    cancelled = hub.watch(("c",), 0, got.append)
+    hub.cancel(cancelled)
+    scheduled.pop()()
+    assert len(got) == 1
+
+
+def test_wake_ups_run_after_the_hub_lock_is_released():
+    """No wake-up runs while the hub holds its lock: another thread can take it."""
+    hub = Hub()
+    free: list[bool] = []
+
+    def lock_is_free() -> bool:
+        result: list[bool] = []
+
+        def probe() -> None:
+            acquired = hub._lock.acquire(timeout=0)
+            result.append(acquired)
+            if acquired:
+                hub._lock.release()
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return result[0]
+
+    hub.watch(("c",), 0, lambda delivery: free.append(lock_is_free()))
+    hub.publish("c", "x", cursor=1)
+    hub.watch(("c",), 0, lambda delivery: free.append(lock_is_free()))  # from history
+    assert free == [True, True]
 
 
 def test_one_dispatch_shares_events_and_memo_between_equal_waiters():
