@@ -98,9 +98,9 @@ class Exchange:
                 exc_info = None
         elif self.headers is not None:
             raise AssertionError("start_response called twice without exc_info")
-        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
-                or status[3] != " ":
-            raise ValueError(f"bad WSGI status {status!r}")
+        if not isinstance(status, str):
+            raise TypeError(f"the WSGI status must be str, not {type(status).__name__}")
+        http1.check_status(status)
         declared = None
         for name, value in headers:
             if not isinstance(name, str) or not isinstance(value, str):

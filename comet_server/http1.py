@@ -80,7 +80,7 @@ class RequestReader:
     __slots__ = (
         "limits", "parser", "queue", "in_head", "head_size", "url", "headers", "body",
         "body_size", "host_count", "transfer_encoding", "content_length", "wants_continue",
-        "upgraded", "in_body", "version", "method",
+        "upgraded", "in_body", "version", "method", "framing_size",
     )
 
     def __init__(self, limits: Limits) -> None:
@@ -92,6 +92,7 @@ class RequestReader:
         self.version = (1, 1)
         self.method = "GET"
         self.head_size = 0
+        self.framing_size = 0  # bytes of a body's chunked encoding that are not body
         self.url: list[bytes] = []
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
@@ -111,11 +112,23 @@ class RequestReader:
         try:
             while pos < size and not self.queue:
                 piece = data if pos == 0 and size <= FEED_PIECE else data[pos:pos + FEED_PIECE]
+                was_in_head, was_in_body = self.in_head, self.in_body
+                body_before = self.body_size
                 parser.feed_data(piece)
                 pos += len(piece)
-                if self.in_head:
+                # Bytes llhttp buffers for us before a callback (a header still coming,
+                # a trailer) are bounded here, counting whole pieces that began inside
+                # the head or body (the piece a head starts in is not counted: the
+                # completed head's size is checked exactly in on_headers_complete).
+                if self.in_head and was_in_head:
                     self.head_size += len(piece)
                     if self.head_size > self.limits.max_head:
+                        raise ProtocolError(431, "Request Header Fields Too Large")
+                elif self.in_body and was_in_body:
+                    # Chunk framing, extensions and trailers: past one head's worth
+                    # beyond the body itself, the encoding is abuse.
+                    self.framing_size += len(piece) - (self.body_size - body_before)
+                    if self.framing_size > self.limits.max_head + self.body_size:
                         raise ProtocolError(431, "Request Header Fields Too Large")
         except httptools.HttpParserUpgrade:
             # CONNECT or an Upgrade header: we speak only HTTP/1.1.  A complete GET
@@ -156,6 +169,7 @@ class RequestReader:
     def on_message_begin(self) -> None:
         self.in_head = True
         self.head_size = 0
+        self.framing_size = 0
         self.url = []
         self.headers = []
         self.body = []
@@ -169,16 +183,20 @@ class RequestReader:
         self.url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.in_head:
-            return  # a chunked body's trailer: ignored
+        if not self.in_head:  # a chunked body's trailer: bounded, then ignored
+            self.framing_size += len(name) + len(value) + 4
+            if self.framing_size > self.limits.max_head + self.body_size:
+                raise ProtocolError(431, "Request Header Fields Too Large")
+            return
         headers = self.headers
         if len(headers) >= self.limits.max_headers:
             raise ProtocolError(431, "Request Header Fields Too Large")
         lower = name.lower()
         if lower == b"host":
             self.host_count += 1
-        elif lower == b"transfer-encoding":
-            self.transfer_encoding = value
+        elif lower == b"transfer-encoding":  # several lines make one list (RFC 9110 §5.3)
+            coding = self.transfer_encoding
+            self.transfer_encoding = value if coding is None else coding + b", " + value
         elif lower == b"content-length":
             self.content_length = value
         headers.append((name, value))
@@ -276,6 +294,15 @@ def check_header(name: str, value: str) -> None:
             _GOOD_NAMES.add(name)
     if not value.isprintable() and _BAD_VALUE.search(value):
         raise ValueError(f"header {name!r} has a control character (CR or LF?) in its value")
+
+
+_STATUS = re.compile(r"[1-5][0-9][0-9] [^\x00-\x08\x0a-\x1f\x7f]*\Z")
+
+
+def check_status(status: str) -> None:
+    """Refuse a WSGI status that is not ``ddd reason`` on one line (response splitting)."""
+    if not _STATUS.match(status):
+        raise ValueError(f"bad WSGI status {status!r}")
 
 
 def response_head(version: tuple[int, int], status: bytes, headers: list[tuple[str, str]],

@@ -23,8 +23,7 @@ from comet_server.exchange import Exchange
 SETTINGS = settings(max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 LIMITS = http1.Limits(max_head=512, max_headers=100, max_body=1024)  # the limit tests, fuzz
-# Valid requests stay far below these (see the xfail test below for why pipelined ones
-# must: a small limit can refuse a small head that follows a body in one piece).
+# Valid requests stay far below these limits.
 ROOMY = http1.Limits(max_head=16 * 1024, max_headers=100, max_body=4096)
 STATUSES = {400, 405, 413, 417, 431, 501, 505}  # what the reader may refuse with
 
@@ -217,8 +216,6 @@ def test_a_body_over_the_limit_is_413_in_any_split(size, how, data) -> None:
     assert [getattr(item, "status", None) for item in out] == [413]
 
 
-@pytest.mark.xfail(strict=True, reason="head_size counts the whole piece in which a "
-                   "request begins, bytes of the previous request included")
 def test_a_small_head_behind_a_body_in_the_same_piece_is_not_too_large() -> None:
     """1000 body bytes, then 10 bytes of the next head, in one piece: the next head is
     29 bytes but counted as 1010 (hypothesis finds this with pipelined requests and
@@ -302,8 +299,6 @@ def test_chunk_output_parses_back(pieces, data) -> None:
     assert response.complete and response.body == b"".join(pieces)
 
 
-@pytest.mark.xfail(strict=True, reason="start_response checks header values for CR/LF "
-                   "but not the status: its reason phrase goes into the head as it is")
 def test_a_status_with_cr_lf_is_refused() -> None:
     """A reason phrase holding CRLF would add lines to the response head."""
     request = http1.Request("GET", b"/", (1, 1), [(b"Host", b"x")], b"", True)

@@ -68,7 +68,6 @@ class Case:
     check: Check | None = None  # more about our first answer, direct
     nginx: int | None = None  # the status a client gets through nginx (None: not tried)
     nginx_own: bool = True  # nginx answers itself; nothing reaches us
-    xfail: str | None = None  # a server bug: the direct expectation fails today
 
 
 def post(*headers: str, body: bytes = b"", version: str = "1.1",
@@ -138,10 +137,7 @@ CASES = [
     Case("two TE chunked+gzip", post("Transfer-Encoding: chunked", "Transfer-Encoding: gzip",
                                      body=HELLO_CHUNKED), 400, nginx=400),
     Case("two TE gzip+chunked", post("Transfer-Encoding: gzip", "Transfer-Encoding: chunked",
-                                     body=HELLO_CHUNKED), 501, nginx=400,
-         xfail="two TE lines gzip + chunked are read as plain chunked: the gzip coding is "
-               "dropped and the app gets the coded bytes as the body (200); one line "
-               "'gzip, chunked' gets 501"),
+                                     body=HELLO_CHUNKED), 501, nginx=400),
     Case("TE CHUNKED (case-insensitive)", post("Transfer-Encoding: CHUNKED",
                                               body=HELLO_CHUNKED),
          200, answered=2, check=echoed(5), nginx=200, nginx_own=False),
@@ -254,10 +250,8 @@ CASES = [
 ]
 
 
-def _param(case: Case, *, direct: bool) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if direct and case.xfail \
-        else []
-    return pytest.param(case, id=case.id, marks=marks)
+def _param(case: Case) -> Any:
+    return pytest.param(case, id=case.id)
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -298,7 +292,7 @@ def answers(data: bytes, *, head: bool) -> list[RawResponse]:
 # -- direct ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", [_param(c, direct=True) for c in CASES])
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_direct(framing: ServerProcess, case: Case) -> None:
     """Our answer, the close, and what was (not) served of the pipelined request."""
     before = counters(framing)
@@ -342,8 +336,6 @@ def test_expect_100_continue_then_the_answer(framing: ServerProcess) -> None:
             assert reader.read() == b""
 
 
-@pytest.mark.xfail(strict=True, reason="the head-size count of a pipelined request "
-                   "includes the previous request's bytes read in the same piece: 431")
 def test_pipelined_head_split_after_a_body_is_not_too_large(framing: ServerProcess) -> None:
     """A POST with a 1000-byte body and the first bytes of a small GET in one write,
     the rest of the GET later: the GET's head is 50 bytes, far under the limit."""
@@ -356,8 +348,6 @@ def test_pipelined_head_split_after_a_body_is_not_too_large(framing: ServerProce
     assert (second.status, second.body) == (200, b"hello")
 
 
-@pytest.mark.xfail(strict=True, reason="trailer fields count against no limit: llhttp "
-                   "buffers a trailer value of any size and the request is served (200)")
 def test_trailer_section_over_the_head_limit_is_refused(framing: ServerProcess) -> None:
     """The trailer section is a field section like the head: 64 KiB of it against a
     1 KiB --max-header-size must be refused, not held in memory."""
@@ -372,7 +362,7 @@ def test_trailer_section_over_the_head_limit_is_refused(framing: ServerProcess) 
 # -- through nginx --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", [_param(c, direct=False) for c in CASES
+@pytest.mark.parametrize("case", [_param(c) for c in CASES
                                   if c.nginx is not None])
 def test_through_nginx(framing: ServerProcess, proxy: nginx.Nginx, case: Case) -> None:
     """nginx refuses it, or exactly one request reaches us: never two."""
