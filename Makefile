@@ -20,6 +20,7 @@ bench: setup services
 	$(PY) bench/bench_server.py
 	$(PY) bench/bench_chat.py
 	$(PY) bench/bench_scaleout.py
+	$(PY) bench/bench_hostile.py
 
 lint: setup
 	$(PY) -m ruff check .
