@@ -33,10 +33,12 @@ system-packages:
 services:
 	@bash scripts/ensure-services.sh
 
-$(VENV)/.installed: requirements.txt
+# comet-server itself (editable, with the redis extra: its dependencies are in
+# pyproject.toml), then the chat site's and the tests' packages (requirements.txt).
+$(VENV)/.installed: pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -e '.[redis]' -r requirements.txt
 	touch $@
 
 clean:

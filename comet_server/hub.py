@@ -19,6 +19,7 @@ This module knows nothing of HTTP, Django or libevent.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import deque
@@ -362,6 +363,36 @@ def set_hub(hub: Hub | None) -> None:
     _default_hub = hub
 
 
+_warned_unreachable = False
+
+
 def publish(channel: str, payload: Any = None, cursor: int | None = None) -> Event:
-    """Publish an event on ``channel`` through the process's hub."""
-    return get_hub().publish(channel, payload, cursor)
+    """Publish an event on ``channel`` through the process's hub.
+
+    A publish that can reach nobody (no ``COMET_BROKER``, no comet server running in
+    this process, no waiter here on ``channel``: typically ``manage.py shell`` or a
+    worker without the broker setting) logs one warning per process, then stays quiet.
+    """
+    hub = get_hub()
+    unreachable = not _warned_unreachable and _reaches_nobody(hub, channel)
+    event = hub.publish(channel, payload, cursor)  # a bad channel or payload raises first
+    if unreachable:
+        _warn_unreachable(channel)
+    return event
+
+
+def _reaches_nobody(hub: Hub, channel: Any) -> bool:
+    return (hub.broker is None and hub._scheduler is None and isinstance(channel, str)
+            and not hub._waiters.get(channel))
+
+
+def _warn_unreachable(channel: str) -> None:
+    global _warned_unreachable
+    with _default_lock:  # two threads at once: still one warning
+        if _warned_unreachable:
+            return
+        _warned_unreachable = True
+    logging.getLogger(__name__).warning(
+        "publish(%r) reached nobody: COMET_BROKER is not set and no comet server runs in "
+        "this process, so other processes (runcomet) never see it; set COMET_BROKER="
+        "redis://... in this process's environment too (warned once per process)", channel)
