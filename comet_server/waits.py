@@ -69,29 +69,62 @@ class Delivery:
 CometCoroutine = Generator[bytes | Wait, Any, None]
 
 
+class CoroutineDriver:
+    """Runs a comet coroutine up to its next wait: the one interpreter of what a
+    coroutine may yield, used by the comet server and by ``iterate_blocking`` alike,
+    so a view cannot work under one and fail under the other."""
+
+    __slots__ = ("coroutine",)
+
+    def __init__(self, coroutine: CometCoroutine) -> None:
+        self.coroutine = coroutine
+
+    def advance(self, outcome: Any, body: list[bytes]) -> Wait | None:
+        """Send ``outcome`` in; append the body chunks it yields to ``body``; return the
+        wait it stopped at, or ``None`` when it ended."""
+        send = self.coroutine.send
+        while True:
+            try:
+                item = send(outcome)
+            except StopIteration:
+                return None
+            outcome = None
+            if type(item) is bytes:
+                if item:
+                    body.append(item)
+            elif isinstance(item, (bytes, bytearray, memoryview)):
+                if item:
+                    body.append(bytes(item))
+            elif isinstance(item, (Sleep, WaitForEvents)):
+                return item
+            else:
+                raise TypeError(f"a comet coroutine yielded {type(item).__name__}, "
+                                "expected bytes, Sleep or WaitForEvents")
+
+    def close(self) -> None:
+        self.coroutine.close()
+
+
 def iterate_blocking(coroutine: CometCoroutine, hub: Hub) -> Iterator[bytes]:
     """Run a comet coroutine on the calling thread, blocking on each wait.
 
     Used when the response is served by a server without comet support (runserver,
     gunicorn, Django's test client).
     """
+    driver = CoroutineDriver(coroutine)
     outcome: Any = None
+    body: list[bytes] = []
     try:
         while True:
-            try:
-                item = coroutine.send(outcome)
-            except StopIteration:
+            wait = driver.advance(outcome, body)
+            yield from body
+            body.clear()
+            if wait is None:
                 return
-            outcome = None
-            if isinstance(item, (bytes, bytearray, memoryview)):
-                if item:
-                    yield bytes(item)
-            elif isinstance(item, Sleep):
-                time.sleep(item.seconds)
-            elif isinstance(item, WaitForEvents):
-                outcome = hub.wait_blocking(item.channels, item.after, item.timeout)
+            if isinstance(wait, Sleep):
+                time.sleep(wait.seconds)
+                outcome = None
             else:
-                raise TypeError(f"a comet coroutine yielded {type(item).__name__}, "
-                                "expected bytes, Sleep or WaitForEvents")
+                outcome = hub.wait_blocking(wait.channels, wait.after, wait.timeout)
     finally:
-        coroutine.close()
+        driver.close()
