@@ -54,6 +54,9 @@ SERVER_OPTIONS = (
            "comma-separated proxy addresses whose X-Forwarded-For names the client "
            "(REMOTE_ADDR, the per-client cap); empty: trust none"),
     Option("shutdown_grace", float, 5.0, "seconds a drain may take before closing the rest"),
+    Option("worker_timeout", float, 30.0,
+           "seconds a pre-fork worker may go without a heartbeat (its loop blocked) before "
+           "the master kills and replaces it", minimum=1),
     Option("stats_path", str, "/_comet/stats", "path of the JSON stats ('' to disable)"),
     Option("stats_public", bool, False, "answer stats to any client, not only loopback"),
     Option("access_log", bool, True, "log a line per response"),

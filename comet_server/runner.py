@@ -30,8 +30,10 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
 _running: list[CometServer] = []
 
 
-def serve_socket(app: WSGIApp, sock: object, *, config: ServerConfig) -> None:
-    """Serve on an already listening socket in this process."""
+def serve_socket(app: WSGIApp, sock: object, *, config: ServerConfig,
+                 on_start: Callable[[CometServer], None] | None = None) -> None:
+    """Serve on an already listening socket in this process; ``on_start(server)`` runs
+    just before its loop does (a pre-fork worker starts its heartbeat there)."""
     hub = get_hub()
     server = CometServer(app, sock, hub=hub, config=config)  # type: ignore[arg-type]
     broker = hub.broker
@@ -39,6 +41,8 @@ def serve_socket(app: WSGIApp, sock: object, *, config: ServerConfig) -> None:
         broker.attach(server.loop, hub)
     _running.append(server)
     try:
+        if on_start is not None:
+            on_start(server)
         server.serve_forever(
             handle_signals=threading.current_thread() is threading.main_thread())
     finally:

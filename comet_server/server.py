@@ -66,7 +66,8 @@ class ServerConfig:
                  stats_path: str | None = "/_comet/stats", stats_loopback_only: bool = True,
                  shutdown_grace: float = 5.0, multiprocess: bool = False,
                  access_log: bool = True,
-                 forwarded_allow_ips: tuple[str, ...] | str = ()) -> None:
+                 forwarded_allow_ips: tuple[str, ...] | str = (),
+                 worker_timeout: float = 30.0) -> None:
         if max_body_size < 0 or max_header_size < 256 or keepalive_timeout < 1 \
                 or head_timeout <= 0 or min_body_rate < 0 or max_connections < 0 \
                 or max_connections_per_client < 0 or max_body_bytes_total < max_body_size:
@@ -91,6 +92,9 @@ class ServerConfig:
         for address in forwarded_allow_ips:
             ipaddress.ip_address(address)  # ValueError names a bad one
         self.forwarded_allow_ips = forwarded_allow_ips
+        if worker_timeout <= 0:
+            raise ValueError("worker_timeout must be positive")
+        self.worker_timeout = worker_timeout  # pre-fork: seconds without a heartbeat
 
 
 class CometServer:

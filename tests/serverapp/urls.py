@@ -14,5 +14,6 @@ urlpatterns = [
     path("boom-midstream", views.boom_midstream),
     path("plain-stream", views.plain_stream),
     path("sleepy", views.sleepy),
+    path("block", views.block),
     path("demo/", include("chatsite.demo.urls")),
 ]

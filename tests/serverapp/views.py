@@ -1,6 +1,7 @@
 """Views that exercise every path of the comet server."""
 
 import json
+import time
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -80,3 +81,9 @@ def sleepy(request: HttpRequest) -> HttpResponse:
         yield b"slept"
 
     return DeferredResponse(coroutine, content_type="text/plain")
+
+
+def block(request: HttpRequest) -> HttpResponse:
+    """Block the worker's event loop for ``s`` seconds (a hung view, for supervision)."""
+    time.sleep(float(request.GET.get("s", "1000")))
+    return HttpResponse(b"unblocked", content_type="text/plain")
