@@ -79,7 +79,20 @@ class DeferredResponse(StreamingHttpResponse):
         if self._wrapped is not None:
             raise TypeError("a middleware replaced this DeferredResponse's streaming_content "
                             "(GZipMiddleware?); the comet server cannot suspend it")
-        return self._coroutine_factory(self.comet_request)
+        coroutine = self._coroutine_factory(self.comet_request)
+        # The view and the middleware are done: what only the request holds (META, the
+        # session, the user, uploaded files) may go now, not after a wait of minutes.
+        # A parked response then costs a few dozen objects, which also keeps Python's
+        # full garbage collections short.  A coroutine that needs the request (a
+        # defer_in_time chain) keeps it through its own reference.
+        self.comet_request = None
+        closers, self._resource_closers = self._resource_closers, []
+        for closer in closers:
+            try:
+                closer()
+            except Exception:
+                pass
+        return coroutine
 
     @property
     def streaming_content(self) -> Iterator[bytes]:  # type: ignore[override]
@@ -242,6 +255,7 @@ def wait_for_events(channels: str | Iterable[str], *, after: int | None, render:
     wait = WaitForEvents(_channels(channels), after, float(timeout))
 
     def poll(request: HttpRequest | None) -> CometCoroutine:
+        del request  # not needed while parked: let it be freed
         delivery = yield wait
         yield _render_once(delivery, render, wait.after)
 
@@ -262,6 +276,8 @@ def stream_events(channels: str | Iterable[str], *, after: int | None, render: R
 
     def stream(request: HttpRequest | None) -> CometCoroutine:
         import time
+
+        del request  # not needed while streaming: let it be freed
 
         cursor = after
         deadline = time.monotonic() + duration
