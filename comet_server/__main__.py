@@ -26,7 +26,8 @@ def load_app(spec: str) -> object:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m comet_server", description=__doc__)
+    invoked = "comet-server" if sys.argv[0].endswith("comet-server") else "python -m comet_server"
+    parser = argparse.ArgumentParser(prog=invoked, description=__doc__)
     parser.add_argument("app", help="module:attribute of a WSGI application")
     parser.add_argument("bind", nargs="?", default="127.0.0.1:8000", help="[host:]port")
     parser.add_argument("--workers", type=int, default=1,

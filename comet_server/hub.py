@@ -24,9 +24,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from comet_server.waits import Delivery
+
+if TYPE_CHECKING:
+    from comet_server.loop import EventLoop
 
 Scheduler = Callable[[Callable[[], None]], None]
 FAN_OUT_SLICE = 500  # at most this many waiters woken per loop turn...
@@ -69,6 +72,9 @@ class Broker(Protocol):
     """Carries events between processes (see ``comet_server.redis_broker``)."""
 
     def send(self, event: Event) -> None: ...
+
+    def attach(self, loop: EventLoop, hub: Hub) -> None:
+        """Receive on ``loop`` from now on, handing events to ``hub.receive``."""
 
     def wait_blocking(self, hub: Hub, channels: tuple[str, ...], after: int | None,
                       timeout: float) -> Delivery: ...
@@ -345,15 +351,23 @@ _default_hub: Hub | None = None
 _default_lock = threading.Lock()
 
 
+_hub_factory: Callable[[], Hub] = Hub
+
+
+def set_hub_factory(factory: Callable[[], Hub]) -> None:
+    """How ``get_hub`` makes the process's hub when none is set (the Django app
+    installs one that reads ``COMET_BROKER``; the core reads no settings)."""
+    global _hub_factory
+    _hub_factory = factory
+
+
 def get_hub() -> Hub:
-    """The process's hub, made on first use (with the configured broker, if any)."""
+    """The process's hub, made on first use by the hub factory."""
     global _default_hub
     if _default_hub is None:
         with _default_lock:
             if _default_hub is None:
-                from comet_server.settings import make_broker
-
-                _default_hub = Hub(broker=make_broker())
+                _default_hub = _hub_factory()
     return _default_hub
 
 

@@ -27,7 +27,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from comet_server.server import ServerConfig, WSGIApp
+from comet_server.server import ServerConfig
+
+# What a worker runs after the fork: serve the shared socket until drained, calling
+# ``on_start(server)`` once its server exists (the heartbeat starts there).
+ServeWorker = Callable[[socket.socket, Callable[[object], None]], None]
 
 log = logging.getLogger("comet_server.prefork")
 
@@ -49,11 +53,13 @@ class Worker:
 
 
 class Supervisor:
-    """Fork and supervise ``workers`` processes serving ``app`` on ``sock``."""
+    """Fork and supervise ``workers`` processes, each running ``serve_worker`` on
+    ``sock`` (the runner decides what a worker builds: its hub, broker, server)."""
 
-    def __init__(self, app: WSGIApp, sock: socket.socket, *, config: ServerConfig,
-                 workers: int, before_fork: Callable[[], None] | None = None) -> None:
-        self.app = app
+    def __init__(self, serve_worker: ServeWorker, sock: socket.socket, *,
+                 config: ServerConfig, workers: int,
+                 before_fork: Callable[[], None] | None = None) -> None:
+        self.serve_worker = serve_worker
         self.sock = sock
         self.config = config
         self.count = workers
@@ -255,13 +261,9 @@ class Supervisor:
             for fd in (self._wake_r, self._wake_w, *self.by_fd):
                 os.close(fd)
             heartbeat = Heartbeat(beat_w, self.timeout, self.pid)
-            from comet_server.hub import set_hub
-            from comet_server.runner import serve_socket
-
-            set_hub(None)  # a fresh hub and broker connection of the worker's own
             sock = self.sock.dup()
             self.sock.close()
-            serve_socket(self.app, sock, config=self.config, on_start=heartbeat.start)
+            self.serve_worker(sock, heartbeat.start)  # type: ignore[arg-type]
         except BaseException:
             log.exception("worker %d failed", os.getpid())
             code = 1

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import socket
 import threading
 from collections.abc import Callable
 
-from comet_server.hub import get_hub
+from comet_server import settings
+from comet_server.hub import Hub, set_hub
+from comet_server.prefork import Supervisor
 from comet_server.server import CometServer, ServerConfig, WSGIApp, listen, raise_fd_limit
 
 
@@ -17,29 +21,41 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
     sock = listen(host, port)
     bound_port = sock.getsockname()[1]
     if workers > 1:
-        from comet_server.prefork import Supervisor
+        def serve_worker(sock: socket.socket, on_start: Callable[[CometServer], None]) -> None:
+            serve_socket(app, sock, config=config, hub=make_hub(), on_start=on_start)
 
-        Supervisor(app, sock, config=config, workers=workers,
+        Supervisor(serve_worker, sock, config=config, workers=workers,  # type: ignore[arg-type]
                    before_fork=before_fork).run(announce)
         return
     if announce is not None:
         announce(bound_port)
-    serve_socket(app, sock, config=config)
+    serve_socket(app, sock, config=config, hub=make_hub())
+
+
+def make_hub() -> Hub:
+    """This process's hub, with the broker ``COMET_BROKER`` names (if any); it becomes
+    the hub ``publish()`` uses, so views publish through it."""
+    hub = settings.make_hub()
+    set_hub(hub)
+    return hub
 
 
 _running: list[CometServer] = []
 
 
-def serve_socket(app: WSGIApp, sock: object, *, config: ServerConfig,
+def serve_socket(app: WSGIApp, sock: socket.socket, *, config: ServerConfig, hub: Hub,
                  on_start: Callable[[CometServer], None] | None = None) -> None:
-    """Serve on an already listening socket in this process; ``on_start(server)`` runs
-    just before its loop does (a pre-fork worker starts its heartbeat there)."""
-    hub = get_hub()
-    server = CometServer(app, sock, hub=hub, config=config)  # type: ignore[arg-type]
-    broker = hub.broker
-    if broker is not None and hasattr(broker, "attach"):
-        broker.attach(server.loop, hub)
+    """Serve on an already listening socket in this process with ``hub``;
+    ``on_start(server)`` runs just before its loop does (a pre-fork worker starts its
+    heartbeat there)."""
+    server = CometServer(app, sock, hub=hub, config=config)
+    if hub.broker is not None:
+        hub.broker.attach(server.loop, hub)
     _running.append(server)
+    # Everything allocated so far (Django, the application, its imports) lives as long
+    # as the process: keep it out of every garbage collection from now on, whose pause
+    # then grows only with what is parked.
+    gc.freeze()
     try:
         if on_start is not None:
             on_start(server)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from comet_server.hub import Broker, Hub
+
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
@@ -71,8 +73,14 @@ def _config_error(message: str) -> Exception:
     return ImproperlyConfigured(message)
 
 
-def make_broker() -> Any:
-    """The broker named by ``COMET_BROKER`` (unset or empty: none, the in-process hub)."""
+def make_hub() -> Hub:
+    """A hub with the broker ``COMET_BROKER`` names (the default of ``get_hub``)."""
+    return Hub(broker=make_broker())
+
+
+def make_broker() -> Broker | None:
+    """The broker named by ``COMET_BROKER`` (unset or empty: none, the in-process hub).
+    The Redis client is imported only then: it is an optional dependency."""
     url = setting("COMET_BROKER") or ""
     if not url:
         return None

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from comet_server import http1
-from comet_server.exchange import Exchange
+from comet_server.responder import Responder
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -302,6 +302,6 @@ def test_chunk_output_parses_back(pieces, data) -> None:
 def test_a_status_with_cr_lf_is_refused() -> None:
     """A reason phrase holding CRLF would add lines to the response head."""
     request = http1.Request("GET", b"/", (1, 1), [(b"Host", b"x")], b"", True)
-    exchange = Exchange(None, None, request, "127.0.0.1")
+    responder = Responder(None, request, "127.0.0.1", log_enabled=False)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        exchange.start_response("200 OK\r\nSet-Cookie: injected=1", [])
+        responder.set_status("200 OK\r\nSet-Cookie: injected=1", [])
