@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from comet_server.server import ServerConfig
+from comet_server.config import ServerConfig
 
 # What a worker runs after the fork: serve the shared socket until drained, calling
 # ``on_start(server)`` once its server exists (the heartbeat starts there).

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import threading
 from collections.abc import Callable
 
 from comet_server import settings
+from comet_server.config import ServerConfig
 from comet_server.hub import Hub, set_hub
 from comet_server.prefork import Supervisor
-from comet_server.server import CometServer, ServerConfig, WSGIApp, listen, raise_fd_limit
+from comet_server.server import CometServer, WSGIApp, listen, raise_fd_limit
 
 
 def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: int = 1,
@@ -20,6 +22,8 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
     raise_fd_limit()
     sock = listen(host, port)
     bound_port = sock.getsockname()[1]
+    if config.ready_fd:
+        tell_ready(config.ready_fd, bound_port)
     if workers > 1:
         def serve_worker(sock: socket.socket, on_start: Callable[[CometServer], None]) -> None:
             serve_socket(app, sock, config=config, hub=make_hub(), on_start=on_start)
@@ -30,6 +34,16 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
     if announce is not None:
         announce(bound_port)
     serve_socket(app, sock, config=config, hub=make_hub())
+
+
+def tell_ready(fd: int, port: int) -> None:
+    """Write the bound port to the inherited ``fd`` and close it: a supervisor or a
+    test learns the server listens, and where, without parsing its output."""
+    try:
+        os.write(fd, b"%d\n" % port)
+        os.close(fd)
+    except OSError:
+        pass  # a reloaded child: its parent's descriptor was used and closed already
 
 
 def make_hub() -> Hub:

@@ -21,6 +21,7 @@ from typing import Any
 
 from comet_server import http1
 from comet_server.acceptor import Acceptor
+from comet_server.config import ServerConfig
 from comet_server.connection import ConnState, HTTPConnection
 from comet_server.exchange import Exchange, Phase, WSGIApp
 from comet_server.hub import Hub
@@ -34,7 +35,7 @@ access_log = logging.getLogger("comet_server.access")
 DRAIN_BUDGET = 0.02  # seconds of answering parked requests per loop turn when draining
 FD_RESERVE_FRACTION = 8  # 1/8 of the descriptors stay for the database, broker, files
 
-__all__ = ["CometServer", "ServerConfig", "WSGIApp", "listen", "default_max_connections"]
+__all__ = ["CometServer", "WSGIApp", "listen", "default_max_connections"]
 
 
 def default_max_connections() -> int:
@@ -53,48 +54,6 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
-
-
-class ServerConfig:
-    """Limits and switches of one server (see ``runcomet --help``)."""
-
-    def __init__(self, *, max_body_size: int = 1024 * 1024, max_header_size: int = 64 * 1024,
-                 keepalive_timeout: float = 30, head_timeout: float = 10,
-                 min_body_rate: int = 1024, max_connections: int = 0,
-                 max_connections_per_client: int = 0,
-                 max_body_bytes_total: int = 64 * 1024 * 1024,
-                 stats_path: str | None = "/_comet/stats", stats_loopback_only: bool = True,
-                 shutdown_grace: float = 5.0, multiprocess: bool = False,
-                 access_log: bool = True,
-                 forwarded_allow_ips: tuple[str, ...] | str = (),
-                 worker_timeout: float = 30.0) -> None:
-        if max_body_size < 0 or max_header_size < 256 or keepalive_timeout < 1 \
-                or head_timeout <= 0 or min_body_rate < 0 or max_connections < 0 \
-                or max_connections_per_client < 0 or max_body_bytes_total < max_body_size:
-            raise ValueError("limits must be positive (header size at least 256 bytes, the "
-                             "total of bodies at least one body)")
-        self.max_body_size = max_body_size
-        self.max_header_size = max_header_size
-        self.keepalive_timeout = keepalive_timeout
-        self.head_timeout = head_timeout
-        self.min_body_rate = min_body_rate
-        self.max_connections = max_connections  # 0: derived from the descriptor limit
-        self.max_connections_per_client = max_connections_per_client
-        self.max_body_bytes_total = max_body_bytes_total
-        self.stats_path = stats_path
-        self.stats_loopback_only = stats_loopback_only
-        self.shutdown_grace = shutdown_grace
-        self.multiprocess = multiprocess
-        self.access_log = access_log
-        if isinstance(forwarded_allow_ips, str):
-            forwarded_allow_ips = tuple(a.strip() for a in forwarded_allow_ips.split(",")
-                                        if a.strip())
-        for address in forwarded_allow_ips:
-            ipaddress.ip_address(address)  # ValueError names a bad one
-        self.forwarded_allow_ips = forwarded_allow_ips
-        if worker_timeout <= 0:
-            raise ValueError("worker_timeout must be positive")
-        self.worker_timeout = worker_timeout  # pre-fork: seconds without a heartbeat
 
 
 class CometServer:
@@ -243,7 +202,7 @@ class CometServer:
         }
 
     def _answer_stats(self, exchange: Exchange, peer: str) -> None:
-        if self.config.stats_loopback_only and not _is_loopback(peer):
+        if not self.config.stats_public and not _is_loopback(peer):
             exchange.start_response("403 Forbidden", [("Content-Type", "text/plain")])
             exchange.pending.append(b"stats are for loopback clients only\n")
         else:

@@ -1,0 +1,101 @@
+"""The server's configuration: one frozen dataclass whose fields carry their own help,
+bounds and parser, so the command lines (``comet_server.options``), the environment
+(``COMET_<NAME>``) and the README table are all generated from this one place.
+
+No Django, no I/O: values are checked in ``__post_init__`` and a bad one raises
+``ValueError`` naming the option in one line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def option(default: Any, help: str, *, minimum: float | None = None,
+           parse: Callable[[str], Any] | None = None, shown: str | None = None) -> Any:
+    """A configuration field that is also a command-line flag and an env variable.
+
+    ``parse`` turns the text of a flag or variable into the value (default: the
+    field's own type); ``shown`` is how the default reads in help and README."""
+    return field(default=default, metadata={
+        "help": help, "minimum": minimum, "parse": parse, "shown": shown})
+
+
+def _addresses(text: str | tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(text, tuple):
+        return text
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Limits and switches of one server (``runcomet --help`` lists them)."""
+
+    max_body_size: int = option(1 << 20, "largest request body in bytes (413 above it, "
+                                "before the body is read)", minimum=0, shown="1 MiB")
+    max_header_size: int = option(64 << 10, "largest request head in bytes (431 above it); "
+                                  "also the most a pipelining client makes the server "
+                                  "buffer", minimum=256, shown="64 KiB")
+    max_body_bytes_total: int = option(64 << 20, "bytes all unfinished request bodies may "
+                                       "hold together (503 above it)", minimum=0,
+                                       shown="64 MiB")
+    head_timeout: float = option(10.0, "seconds a client has to send a whole request head, "
+                                 "from its first byte or the accept (408 after)",
+                                 minimum=0.1)
+    min_body_rate: int = option(1024, "bytes/s a request body must average over 10 s "
+                                "windows (408 below it)", minimum=0)
+    keepalive_timeout: float = option(30.0, "seconds an idle keep-alive connection is kept; "
+                                      "a reply not read for that long is cut", minimum=1)
+    max_connections: int = option(0, "open connections per process; at the cap the "
+                                  "listener pauses (0: the descriptor limit, raised to the "
+                                  "hard limit at start, minus 1/8)", minimum=0)
+    max_connections_per_client: int = option(0, "open connections per client address, 503 "
+                                             "past it (0: no cap); behind a trusted proxy, "
+                                             "requests in flight per forwarded address",
+                                             minimum=0)
+    forwarded_allow_ips: tuple[str, ...] = option((), "comma-separated proxy addresses "
+                                                  "whose X-Forwarded-For names the client "
+                                                  "(REMOTE_ADDR, the per-client cap)",
+                                                  parse=_addresses, shown="none")
+    shutdown_grace: float = option(5.0, "seconds a drain may take before the rest is "
+                                   "closed", minimum=0)
+    worker_timeout: float = option(30.0, "seconds a pre-fork worker may go without a "
+                                   "heartbeat (its loop blocked) before the master kills "
+                                   "and replaces it", minimum=1)
+    stats_path: str = option("/_comet/stats", "path of the JSON stats ('' disables them)")
+    stats_public: bool = option(False, "answer stats to any client, not only loopback ones")
+    access_log: bool = option(True, "log a line per response (client, request, status, "
+                              "bytes, time, parked time, whether it was delivered)")
+    ready_fd: int = option(0, "write the bound port and a newline to this inherited file "
+                           "descriptor once listening, then close it (for supervisors and "
+                           "tests; 0: none)", minimum=0)
+    multiprocess: bool = field(default=False, metadata={})  # set by --workers, not a flag
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            minimum = spec.metadata.get("minimum")
+            value = getattr(self, spec.name)
+            if minimum is not None and value < minimum:
+                raise ValueError(f"{flag(spec.name)} must be at least {minimum:g}, "
+                                 f"got {value}")
+        if self.max_body_bytes_total < self.max_body_size:
+            raise ValueError("--max-body-bytes-total must hold at least one body "
+                             "(--max-body-size)")
+        object.__setattr__(self, "forwarded_allow_ips", _addresses(self.forwarded_allow_ips))
+        for address in self.forwarded_allow_ips:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"--forwarded-allow-ips: {address!r} is not an IP "
+                                 "address") from None
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def env_name(name: str) -> str:
+    return "COMET_" + name.upper()
