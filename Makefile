@@ -12,8 +12,7 @@ run: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py runcomet $(ADDR)
 
-test: setup services
-	$(PY) -m ruff check .
+test: lint services
 	$(PY) -m pytest
 
 bench: setup services
@@ -22,8 +21,11 @@ bench: setup services
 	$(PY) bench/bench_scaleout.py
 	$(PY) bench/bench_hostile.py
 
+# Style, types, and the layers of README.md's Architecture (no import cycles).
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 setup: system-packages $(VENV)/.installed
 

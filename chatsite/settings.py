@@ -86,8 +86,9 @@ try:
         CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT
         # HSTS: browsers use only https for the host for this long (sent on https answers
         # only).  Try a short DJANGO_HSTS_SECONDS (e.g. 3600) on a first deployment.
-        SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600, error_messages={
-            "invalid": "not a whole number of seconds: {input!r}"})
+        SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600,
+                                      error_messages={"invalid": "not a whole number of "
+                                                      "seconds: {input!r}"})  # type: ignore[call-overload]
         if SECURE_HSTS_SECONDS < 0:
             raise ImproperlyConfigured(
                 f"DJANGO_HSTS_SECONDS must be 0 or more, got {SECURE_HSTS_SECONDS}")

@@ -11,16 +11,18 @@ import importlib
 import logging
 import sys
 
+from comet_server.exchange import WSGIApp
 from comet_server.options import add_server_arguments, config_from
 from comet_server.runner import serve
 from comet_server.settings import setting
 
 
-def load_app(spec: str) -> object:
+def load_app(spec: str) -> WSGIApp:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, attr or "application")
+        app: WSGIApp = getattr(module, attr or "application")
+        return app
     except (ImportError, AttributeError) as exc:
         raise SystemExit(f"cannot load WSGI app {spec!r}: {exc}") from None
 

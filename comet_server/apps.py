@@ -12,7 +12,7 @@ class CometServerConfig(AppConfig):
         checks.register(check_middleware)
 
 
-def check_middleware(app_configs, **kwargs):  # type: ignore[no-untyped-def]
+def check_middleware(app_configs: object, **kwargs: object) -> list[checks.CheckMessage]:
     from django.conf import settings
 
     if "comet_server.middleware.CometMiddleware" not in settings.MIDDLEWARE:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_long, c_short, c_void_p
+from typing import Any
 
 LIBRARY = "libevent-2.1.so.7"
 
@@ -54,31 +55,29 @@ class timeval(Structure):
 event_callback_fn = CFUNCTYPE(None, c_int, c_short, c_void_p)
 
 
-def _declare(name: str, restype: object, *argtypes: object) -> None:
+def _declare(name: str, restype: object, *argtypes: object) -> Any:
+    """The C function ``name`` with its result and argument types set (a pointer
+    result must be ``c_void_p``: the default ``int`` would truncate it)."""
     fn = getattr(lib, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
-    globals()[name] = fn
+    return fn
 
 
 P = c_void_p
 # event base and events
-_declare("event_base_new", P)
-_declare("event_base_free", None, P)
-_declare("event_base_dispatch", c_int, P)
-_declare("event_base_loopbreak", c_int, P)
-_declare("event_base_loopexit", c_int, P, POINTER(timeval))
-_declare("event_new", P, P, c_int, c_short, event_callback_fn, P)
-_declare("event_free", None, P)
-_declare("event_add", c_int, P, POINTER(timeval))
-_declare("event_del", c_int, P)
-_declare("event_active", None, P, c_int, c_short)
-_declare("event_get_version", c_char_p)
+event_base_new = _declare("event_base_new", P)
+event_base_free = _declare("event_base_free", None, P)
+event_base_dispatch = _declare("event_base_dispatch", c_int, P)
+event_base_loopbreak = _declare("event_base_loopbreak", c_int, P)
+event_base_loopexit = _declare("event_base_loopexit", c_int, P, POINTER(timeval))
+event_new = _declare("event_new", P, P, c_int, c_short, event_callback_fn, P)
+event_free = _declare("event_free", None, P)
+event_add = _declare("event_add", c_int, P, POINTER(timeval))
+event_del = _declare("event_del", c_int, P)
+event_active = _declare("event_active", None, P, c_int, c_short)
+event_get_version = _declare("event_get_version", c_char_p)
 
 
-# -- thin helpers ------------------------------------------------------------------------
 def version() -> str:
-    return event_get_version().decode()  # type: ignore[name-defined]  # noqa: F821
-
-
-__all__ = [name for name in dir() if not name.startswith("_")]
+    return str(event_get_version().decode())

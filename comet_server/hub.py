@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from comet_server.waits import Delivery
@@ -31,7 +31,7 @@ from comet_server.waits import Delivery
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop
 
-Scheduler = Callable[[Callable[[], None]], None]
+Scheduler = Callable[[Callable[[], None]], object]
 FAN_OUT_SLICE = 500  # at most this many waiters woken per loop turn...
 FAN_OUT_SLICE_SECONDS = 0.02  # ...and no more once a slice has worked this long
 
@@ -210,6 +210,7 @@ class Hub:
         ready: list[tuple[Watch, Delivery]] = []
         for watch, events in woken.items():
             self._remove(watch)
+            key: Hashable
             if len(watch.channels) == 1:
                 key = (watch.key, id(events))  # the list shared per (channel, after)
             else:
@@ -261,8 +262,10 @@ class Hub:
         found: list[Event] = []
         with self._lock:
             for channel in channels:
-                found.extend(e for e in self._history.get(channel, ()) if e.cursor > after)
-        found.sort(key=lambda e: e.cursor)
+                # The history holds only events with a cursor.
+                found.extend(e for e in self._history.get(channel, ())
+                             if e.cursor is not None and e.cursor > after)
+        found.sort(key=lambda e: e.cursor or 0)
         return found
 
     def watch(self, channels: tuple[str, ...], after: int | None,

@@ -34,7 +34,8 @@ class Timer:
     __slots__ = ("deadline", "fn", "queue")
 
     def __init__(self, deadline: float, fn: Callable[[], None], queue: _TimerQueue) -> None:
-        self.deadline, self.fn, self.queue = deadline, fn, queue
+        self.deadline, self.queue = deadline, queue
+        self.fn: Callable[[], None] | None = fn  # None once fired or cancelled
 
     def cancel(self) -> None:
         if self.fn is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import Field, fields
+from functools import partial
 from typing import Any
 
 from comet_server.config import ServerConfig, env_name, flag
@@ -61,7 +62,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         shown = spec.metadata.get("shown") or spec.default
         parser.add_argument(flag(spec.name), dest=spec.name, default=default,
-                            type=lambda raw, spec=spec: _convert(spec, raw),
+                            type=partial(_convert, spec),
                             help=f"{help_text} (default {shown})")
 
 

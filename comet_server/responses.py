@@ -64,15 +64,17 @@ class DeferredResponse(StreamingHttpResponse):
     server iterates the response, which runs the coroutine blocking.
     """
 
+    _resource_closers: list[Callable[[], object]]  # Django's, undeclared in its stubs
+
     def __init__(self, coroutine_factory: Callable[[HttpRequest | None], CometCoroutine],
                  *args: Any, **kwargs: Any) -> None:
-        self._wrapped = None
+        self._wrapped: Iterator[bytes] | None = None  # before super(): its setter runs
         self._comet_driven = False
         super().__init__((), *args, **kwargs)
         self._coroutine_factory = coroutine_factory
-        self._wrapped: Iterator[bytes] | None = None
         self.is_async = False
         self.comet_request: HttpRequest | None = None
+        self.comet_step: _TimedStep | None = None  # set by defer_in_time
 
     def comet_coroutine(self) -> CometCoroutine:
         self._comet_driven = True
@@ -86,7 +88,8 @@ class DeferredResponse(StreamingHttpResponse):
         # full garbage collections short.  A coroutine that needs the request (a
         # defer_in_time chain) keeps it through its own reference.
         self.comet_request = None
-        closers, self._resource_closers = self._resource_closers, []
+        closers: list[Callable[[], object]] = list(self._resource_closers)
+        self._resource_closers.clear()
         for closer in closers:
             try:
                 closer()
@@ -95,12 +98,12 @@ class DeferredResponse(StreamingHttpResponse):
         return coroutine
 
     @property
-    def streaming_content(self) -> Iterator[bytes]:  # type: ignore[override]
+    def streaming_content(self) -> Iterator[bytes]:
         if self._wrapped is not None:
             return self._wrapped
         return iterate_blocking(self._coroutine_factory(self.comet_request), get_hub())
 
-    @streaming_content.setter
+    @streaming_content.setter  # type: ignore[override]
     def streaming_content(self, value: Iterable[bytes]) -> None:
         # Django's test client wraps the content to close the response at the end.
         self._wrapped = None if value == () else iter(value)
@@ -122,7 +125,7 @@ class DeferredResponse(StreamingHttpResponse):
                 pass
         self._resource_closers.clear()
         self.closed = True
-        _finish_request_soon(self._handler_class)
+        _finish_request_soon(getattr(self, "_handler_class", None))  # set by WSGIHandler
 
     @property
     def content(self) -> bytes:  # type: ignore[override]
@@ -151,7 +154,7 @@ def _body(result: Any) -> bytes:
     if isinstance(result, HttpResponse):
         return result.content
     if isinstance(result, StreamingHttpResponse):
-        return b"".join(result.streaming_content)
+        return b"".join(result)
     if isinstance(result, str):
         return result.encode()
     if isinstance(result, (bytes, bytearray, memoryview)):
@@ -233,7 +236,8 @@ def _render_once(delivery: Delivery, render: Renderer, after: int | None) -> byt
     body_key = (render, events_key, "answer", key)
     body = memo.get(body_key)
     if body is None:
-        body = memo[body_key] = _body(render.render_prepared(prepared, events, after))
+        staged: StagedRenderer = render  # type: ignore[assignment]  # it has prepare()
+        body = memo[body_key] = _body(staged.render_prepared(prepared, events, after))
     return body
 
 

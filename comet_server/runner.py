@@ -28,7 +28,7 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
         def serve_worker(sock: socket.socket, on_start: Callable[[CometServer], None]) -> None:
             serve_socket(app, sock, config=config, hub=make_hub(), on_start=on_start)
 
-        Supervisor(serve_worker, sock, config=config, workers=workers,  # type: ignore[arg-type]
+        Supervisor(serve_worker, sock, config=config, workers=workers,
                    before_fork=before_fork).run(announce)
         return
     if announce is not None:

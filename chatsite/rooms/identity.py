@@ -1,5 +1,6 @@
 """Who is talking: a logged-in user's username, else the display name in the session."""
 
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 
 SESSION_KEY = "chat_nick"
@@ -18,7 +19,7 @@ def remember_nick(request: HttpRequest, nick: str) -> None:
     request.session[SESSION_KEY] = nick
 
 
-def current_user(request: HttpRequest):  # type: ignore[no-untyped-def]
+def current_user(request: HttpRequest) -> User | None:
     """The logged-in user to link messages to, or None."""
     user = getattr(request, "user", None)
-    return user if user is not None and user.is_authenticated else None
+    return user if isinstance(user, User) and user.is_authenticated else None

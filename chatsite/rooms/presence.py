@@ -5,7 +5,7 @@ endpoint; a row is written at most every ``TOUCH_EVERY`` seconds per nick to kee
 thousands of polling pages from turning into thousands of writes.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Count
 from django.utils import timezone
@@ -16,7 +16,7 @@ from chatsite.rooms.models import Presence, Room
 TOUCH_EVERY = 10.0  # seconds; must stay well below presence_seconds() - poll timeout
 
 
-def _cutoff(now=None):  # type: ignore[no-untyped-def]
+def _cutoff(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(seconds=presence_seconds())
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from chatsite.rooms import presence
@@ -24,7 +24,7 @@ from comet_server import publish
 
 
 def post_message(room: Room, author: str, text: str,
-                 user: AbstractBaseUser | None = None) -> Message:
+                 user: User | None = None) -> Message:
     """Store a message and publish it once committed.  Raises ValueError on bad input."""
     author = clean_nick(author)
     text = clean_text(text)
