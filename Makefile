@@ -6,16 +6,16 @@ PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 ADDR    ?= 127.0.0.1:8000
 
-.PHONY: run test bench lint setup system-packages services clean
+.PHONY: run test bench lint setup services clean
 
-run: setup
+run: system-packages-run setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py runcomet $(ADDR)
 
-test: lint services
+test: system-packages-test lint services
 	$(PY) -m pytest
 
-bench: setup services
+bench: system-packages-bench setup services
 	$(PY) bench/bench_server.py
 	$(PY) bench/bench_chat.py
 	$(PY) bench/bench_scaleout.py
@@ -27,10 +27,11 @@ lint: setup
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
-setup: system-packages $(VENV)/.installed
+setup: system-packages-run $(VENV)/.installed
 
-system-packages:
-	@bash scripts/install-system-packages.sh
+# Debian packages by purpose: the browser and nginx only for the tests, wrk for benches.
+system-packages-%:
+	@bash scripts/install-system-packages.sh $*
 
 services:
 	@bash scripts/ensure-services.sh

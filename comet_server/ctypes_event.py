@@ -33,10 +33,8 @@ def _load() -> ctypes.CDLL:
 lib = _load()
 
 # -- constants (event2/event.h) ---------------------------------------------------------
-EV_TIMEOUT = 0x01
 EV_READ = 0x02
 EV_WRITE = 0x04
-EV_SIGNAL = 0x08
 EV_PERSIST = 0x10
 EV_ET = 0x20  # edge-triggered
 EV_CLOSED = 0x80  # the peer closed (EPOLLRDHUP): noticed without reading its data

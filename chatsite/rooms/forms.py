@@ -11,7 +11,6 @@ slug_validator = RegexValidator(
     r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z",
     "Use lowercase letters, digits and single hyphens (e.g. “book-club”).",
 )
-RESERVED_SLUGS = {"updates", "new", "static", "admin", "demo"}
 
 
 class RoomForm(forms.ModelForm):
@@ -26,12 +25,6 @@ class RoomForm(forms.ModelForm):
     class Meta:
         model = Room
         fields = ["slug", "title", "description"]
-
-    def clean_slug(self) -> str:
-        slug = self.cleaned_data["slug"]
-        if slug in RESERVED_SLUGS:
-            raise forms.ValidationError("This name is reserved; please pick another.")
-        return slug
 
     def clean_title(self) -> str:
         title = self.cleaned_data["title"]

@@ -67,5 +67,4 @@
     };
   };
 
-  window.chatLongPoll.setStatus = setStatus;
 }(window, jQuery));
