@@ -236,28 +236,26 @@ class Exchange:
         log.error("%s: %s %s", why, self.response.method,
                   self.response.target.decode("latin-1"),
                   exc_info=sys.exc_info()[0] is not None)
-        if self.phase is Phase.DONE:
-            return
-        if self.phase is Phase.PARKED:
-            self.unpark()
-        self._closing()
-        if self.response.started:
-            self.server.streaming -= 1
-        self.phase = Phase.DONE
-        self._release()
-        self.response.fail()
+        if self._abandon():
+            self._closing()
+            self.response.fail()
 
     def client_gone(self) -> None:
         """The connection closed under a parked or streaming response."""
+        if self._abandon():
+            self.response.client_gone()
+
+    def _abandon(self) -> bool:
+        """End the exchange early (failure, client gone); False if it already ended."""
         if self.phase is Phase.DONE:
-            return
+            return False
         if self.phase is Phase.PARKED:
             self.unpark()
         if self.response.started:
             self.server.streaming -= 1
         self.phase = Phase.DONE
         self._release()
-        self.response.client_gone()
+        return True
 
     def _release(self) -> None:
         """Free what the response held: the per-client slot, the coroutine, the result."""
