@@ -7,45 +7,26 @@ with ``manage.py post_message``, so the page's long-poll is tested end to end.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import requests
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.support.ui import WebDriverWait
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
-ANNOUNCE = re.compile(r"Starting comet server at http://127\.0\.0\.1:(\d+)/")
+from tests.helpers.proc import PYTHON, ROOT, ServerProcess, broker_env, child_env, runcomet_argv
+
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, message: str) -> Any:
-    """Selenium's explicit wait, without a browser: for processes and HTTP endpoints."""
-    return WebDriverWait(None, timeout, poll_frequency=0.05,
-                         ignored_exceptions=(requests.RequestException,)).until(
-        lambda _: condition(), message)
-
-
 def chat_env(db_path: Path, broker: str = "") -> dict[str, str]:
     """Environment of every server and command of one test database."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COMET_BROKER", "DATABASE_URL")}
-    env.update({
+    return child_env(broker_env(broker or None), {
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",
         "DATABASE_URL": f"sqlite:///{db_path}",
         "DJANGO_DEBUG": "1",
-        "PYTHONUNBUFFERED": "1",
     })
-    if broker:
-        env["COMET_BROKER"] = broker
-    return env
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = 60.0) -> str:
@@ -59,85 +40,23 @@ def manage(env: dict[str, str], *args: str, timeout: float = 60.0) -> str:
     return result.stdout
 
 
-class ChatServer:
-    """One ``runcomet`` process; ``restart`` brings it back on the same port and DB."""
+class ChatServer(ServerProcess):
+    """One ``runcomet`` process; ``start`` after ``stop`` (or ``restart``) brings it back
+    on the same port and database."""
 
     def __init__(self, db_path: Path, log_dir: Path, name: str = "chat",
                  broker: str = "") -> None:
         self.db_path = db_path
-        self.log_dir = log_dir
-        self.name = name
-        self.env = chat_env(db_path, broker)
-        self.port = 0  # 0 lets the OS choose the first time; restarts reuse it
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    # -- lifecycle ----------------------------------------------------------------
+        env = chat_env(db_path, broker)
+        super().__init__(runcomet_argv(), log_dir, name=name, env=env,
+                         start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT)
 
     def migrate(self) -> None:
         manage(self.env, "migrate", "--noinput")
 
-    def start(self) -> ChatServer:
-        """Start and wait until the announce line is out and stats answer."""
-        self.starts += 1
-        self.stdout_path = self.log_dir / f"{self.name}.{self.starts}.stdout"
-        self.stderr_path = self.log_dir / f"{self.name}.{self.starts}.stderr"
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [PYTHON, "manage.py", "runcomet", f"127.0.0.1:{self.port}", "--noreload"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.kill()
-            raise
-        return self
-
-    def _announced_port(self) -> int:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.logs()}")
-        match = ANNOUNCE.search(self.stdout_path.read_text(errors="replace"))
-        return int(match[1]) if match else 0
-
-    def _wait_ready(self) -> None:
-        try:
-            self.port = wait_for(self._announced_port, START_TIMEOUT, "the announce line")
-            wait_for(lambda: requests.get(self.url("/_comet/stats"), timeout=5).ok,
-                     START_TIMEOUT, "the stats endpoint")
-        except TimeoutException as exc:
-            raise AssertionError(f"{self.name} not ready: {exc.msg}\n{self.logs()}") from None
-
     def stop(self) -> None:
         """SIGTERM and wait, as an operator would; SIGKILL only if it hangs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.name} ignored SIGTERM for {STOP_TIMEOUT}s") from None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def restart(self) -> ChatServer:
-        self.stop()
-        return self.start()
-
-    # -- use ------------------------------------------------------------------------
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def logs(self) -> str:
-        parts = []
-        for path in (getattr(self, "stdout_path", None), getattr(self, "stderr_path", None)):
-            if path is not None and path.exists():
-                parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}")
-        return "\n".join(parts)
+        self.terminate()
 
     def post_message(self, slug: str, text: str, nick: str = "operator") -> None:
         """Post from outside any browser with the ``post_message`` command."""

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -30,7 +29,7 @@ import pytest
 
 from comet_server import hub as hub_module
 from comet_server.hub import Event, Hub, publish, set_hub
-from tests.helpers.proc import ANNOUNCE, wait_until
+from tests.helpers.proc import ServerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(
@@ -208,20 +207,11 @@ def test_console_script_help(installed: Installed) -> None:
 
 def test_tiny_project_long_poll_woken_by_a_publish_over_http(installed: Installed) -> None:
     start = time.monotonic()
-    log = installed.root / "runcomet.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(installed.python), "manage.py", "runcomet", "127.0.0.1:0", "--noreload"],
-            cwd=installed.project, env=installed.env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
+    server = ServerProcess(
+        [str(installed.python), "manage.py", "runcomet", "127.0.0.1:0", "--noreload"],
+        installed.root, name="runcomet", base_env=installed.env, cwd=installed.project)
     try:
-        def announced() -> int:
-            if proc.poll() is not None:
-                raise AssertionError(f"runcomet exited {proc.returncode}: {log.read_text()}")
-            match = ANNOUNCE.search(log.read_text(errors="replace"))
-            return int(match[1]) if match else 0
-
-        port = wait_until(announced, 20, "runcomet's announce line")
+        port = server.start(20).port
         base = f"http://127.0.0.1:{port}"
 
         def get_json(path: str, data: bytes | None = None, timeout: float = 10) -> Any:
@@ -255,15 +245,8 @@ def test_tiny_project_long_poll_woken_by_a_publish_over_http(installed: Installe
             200, {"after": 0, "payloads": [{"text": "hello from a tiny project"}]}), answer
         assert answer["at"] - published_at < 2.0
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            raise
-    assert code == 0, log.read_text()
+        code = server.terminate()
+    assert code == 0, server.logs()
     installed.timings["runcomet"] = time.monotonic() - start
 
 

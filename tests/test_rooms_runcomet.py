@@ -36,7 +36,7 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
                    env={**os.environ, **env}, check=True)
     server = ServerProcess(runcomet_argv("--no-access-log"), tmp, env=env, name="chat")
     try:
-        server.wait_ready()
+        server.start()
         yield server
     finally:
         assert server.terminate() == 0

@@ -93,7 +93,7 @@ def _serve(site: Site, poll_timeout: float, name: str) -> Iterator[ServerProcess
     server = ServerProcess(runcomet_argv("--no-access-log"), site.tmp, name=name,
                            env={**site.env, TIMEOUT_ENV: str(poll_timeout)})
     try:
-        server.wait_ready()
+        server.start()
         yield server
     finally:
         assert server.terminate() == 0

@@ -208,7 +208,7 @@ def test_out_of_descriptors_the_server_rests_instead_of_spinning(tmp_path: Path)
     argv = runcomet_argv("--max-connections", "100000", "--no-access-log")
     server = ServerProcess(argv, tmp_path, env=SERVER_ENV, preexec_fn=low_fd_limit)
     try:
-        server.wait_ready()
+        server.start()
         clients = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(120)]
         wait_until(lambda: "Too many open files" in server.stderr(), 10,
                    message="the server to hit EMFILE")
@@ -311,7 +311,7 @@ def test_drain_under_the_autoreloader_answers_parked_polls(tmp_path: Path) -> No
     argv = [PYTHON, "manage.py", "runcomet", "127.0.0.1:0"]  # with the reloader
     server = ServerProcess(argv, tmp_path, env={**SERVER_ENV, "DJANGO_DEBUG": "1"})
     try:
-        server.wait_ready()
+        server.start()
         polls = [connect(server.port) for _ in range(50)]
         for sock in polls:
             sock.sendall(build_request("GET", "/wait/reload-drain?after=0&timeout=60"))

@@ -81,7 +81,7 @@ def start_server(mp_database: str, tmp_path: Path) -> Iterator[StartServer]:
         server = helpers.Server(helpers.server_env(mp_database), tmp_path,
                                 f"server{len(started)}", workers=workers)
         started.append(server)
-        return server.wait_ready()
+        return server.start()
 
     yield start
     codes = {}

@@ -10,10 +10,7 @@ import contextlib
 import http.client
 import json
 import os
-import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,20 +21,25 @@ import psycopg
 import redis
 import requests
 
-from tests.helpers.proc import PRODUCTION_ENV, wait_until
+from tests.helpers.proc import (
+    PRODUCTION_ENV,
+    PYTHON,
+    ROOT,
+    ServerProcess,
+    broker_env,
+    child_env,
+    children,
+    runcomet_argv,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
 REDIS_URL = os.environ.get("COMET_MP_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("COMET_MP_PG_URL", "postgres://127.0.0.1:5432/test")
 SETTINGS = "tests.multiprocess.server_settings"
-ANNOUNCE = re.compile(r"Starting comet server at http://\[?[^\s/\]]+\]?:(\d+)/")
 POLL_TIMEOUT = 60.0  # the servers' CHAT_POLL_TIMEOUT (server_settings): longer than any wait
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
                "--port", "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
                "--logfile", "/var/log/redis/ci.log"]
-
-
 
 
 # -- services ------------------------------------------------------------------------------
@@ -125,13 +127,10 @@ def db_message_ids(db_url: str, room_id: int) -> list[int]:
 
 
 def server_env(db_url: str, broker: str | None = REDIS_URL) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "COMET_BROKER"}
-    env.update(PRODUCTION_ENV)
-    env.update(PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE=SETTINGS,
-               DATABASE_URL=db_url, COMET_MP_POLL_TIMEOUT=str(POLL_TIMEOUT))
-    if broker:
-        env["COMET_BROKER"] = broker
-    return env
+    """The environment of the servers and commands of one database."""
+    return child_env(PRODUCTION_ENV, broker_env(broker or None), {
+        "DJANGO_SETTINGS_MODULE": SETTINGS, "DATABASE_URL": db_url,
+        "COMET_MP_POLL_TIMEOUT": str(POLL_TIMEOUT)})
 
 
 def manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
@@ -140,22 +139,6 @@ def manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.C
 
 
 # -- server processes ----------------------------------------------------------------------
-
-
-def children(pid: int) -> set[int]:
-    """Pids whose parent is ``pid`` (the workers of a pre-fork master)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if fields and fields[0] != "Z" and int(fields[1]) == pid:
-            found.add(int(entry.name))
-    return found
 
 
 def _server_side_inodes(port: int) -> dict[int, int]:
@@ -207,72 +190,34 @@ def pinned_stats(conn: http.client.HTTPConnection) -> dict[str, Any]:
     return json.loads(conn.getresponse().read())
 
 
-class Server:
-    """One ``manage.py runcomet`` process (a single server or a pre-fork master)."""
+class Server(ServerProcess):
+    """One ``manage.py runcomet`` process (a single server or a pre-fork master), ready
+    once every worker runs and has subscribed to Redis."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, name: str, workers: int = 1) -> None:
-        self.name = name
+        super().__init__(runcomet_argv("--no-access-log", "--workers", str(workers)), log_dir,
+                         name=name, env=env, start_timeout=60, stop_timeout=20)
         self.workers = workers
-        self.out_path = log_dir / f"{name}.out"
-        self.err_path = log_dir / f"{name}.err"
-        argv = [PYTHON, "manage.py", "runcomet", "127.0.0.1:0", "--noreload",
-                "--no-access-log", "--workers", str(workers)]
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL)
-        self.port = 0
 
-    def log(self) -> str:
-        return (self.out_path.read_text(errors="replace")
-                + self.err_path.read_text(errors="replace")[-6000:])
-
-    def subscriptions(self) -> int:
-        """How many times this server's processes subscribed to Redis (from its log)."""
-        return self.err_path.read_text(errors="replace").count("subscribed to Redis")
-
-    def _alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
-
-    def wait_ready(self, timeout: float = 30) -> Server:
-        def announced() -> int:
-            self._alive()
-            match = ANNOUNCE.search(self.out_path.read_text(errors="replace"))
-            return int(match[1]) if match else 0
-
-        self.port = wait_until(announced, timeout, f"{self.name} to announce its port")
+    def ready_conditions(self, timeout: float) -> None:
         if self.workers > 1:
             wait_until(lambda: len(self.worker_pids()) == self.workers, timeout,
                        f"{self.name}'s {self.workers} workers")
-        wait_until(self._stats_or_none, timeout, f"{self.name}'s stats endpoint")
         wait_until(self.subscribed, timeout, f"{self.name}'s Redis subscriptions")
-        return self
+
+    def log(self) -> str:
+        return self.stdout() + self.stderr()[-6000:]
+
+    def subscriptions(self) -> int:
+        """How many times this server's processes subscribed to Redis (from its log)."""
+        return self.stderr().count("subscribed to Redis")
 
     def subscribed(self) -> bool:
         """Every process has logged its PSUBSCRIBE (before that, publishes miss it)."""
         return self.subscriptions() >= self.workers
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
     def worker_pids(self) -> set[int]:
-        return children(self.proc.pid) if self.workers > 1 else {self.proc.pid}
-
-    def stats(self) -> dict[str, Any]:
-        """Stats of whichever process accepts the connection."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", "/_comet/stats")
-            return json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
-
-    def _stats_or_none(self) -> dict[str, Any] | None:
-        self._alive()
-        try:
-            return self.stats()
-        except OSError:
-            return None
+        return children(self.pid) if self.workers > 1 else {self.pid}
 
     def pin_workers(self, attempts: int = 60) -> dict[int, http.client.HTTPConnection]:
         """A keep-alive connection to every worker (the caller closes them).
@@ -358,26 +303,6 @@ class Server:
             wait_until(check, timeout, f"{count} parked polls on {self.name}", interval=0.1)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last count {seen}") from None
-
-    def terminate(self, timeout: float = 20) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.name} ignored SIGTERM for {timeout}s") from None
-
-    def kill(self) -> None:
-        pids = self.worker_pids() if self.proc.poll() is None else set()
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        for pid in pids - {self.proc.pid}:  # orphaned workers of a killed master
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 # -- chat clients --------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def start_workers(tmp_path: Path) -> Iterator[Callable[..., helpers.Server]]:
     def start(workers: int = 2) -> helpers.Server:
         server = helpers.Server(env, tmp_path, f"sup{len(started)}", workers=workers)
         started.append(server)
-        return server.wait_ready()
+        return server.start()
 
     yield start
     for server in started:
