@@ -1,5 +1,7 @@
-"""Helpers shared by the benchmark scripts: servers as child processes, RSS, wrk, and a
-one-process epoll client that parks thousands of long-polls and times their answers.
+"""Helpers shared by the benchmark scripts: wrk, stats, tables, and a one-process epoll
+client that parks thousands of long-polls and times their answers. Servers are child
+processes of the tests' harness (``tests.helpers.proc.ServerProcess``: started with
+``--ready-fd``, stopped by SIGTERM, logs in a temporary directory).
 
 Everything talks to 127.0.0.1 only; every wait has a deadline so a broken server
 makes a script fail fast instead of hanging.
@@ -17,10 +19,12 @@ import select
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from tests.helpers.proc import ServerError, ServerProcess
+from tests.helpers.proc import rss_kib as rss_kib  # re-exported for the bench scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -50,76 +54,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Server:
-    """A server child process: started, awaited on its port, stopped by its own pid."""
-
-    def __init__(self, name: str, argv: Sequence[str], port: int,
-                 env: dict[str, str] | None = None, ready_timeout: float = 30.0) -> None:
-        self.name, self.port = name, port
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
-            prefix=f"bench-{name}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(list(argv), cwd=ROOT, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
-        self._wait_ready(ready_timeout)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.name} exited with {self.proc.returncode}:\n"
-                                 + self.log_tail())
-            with contextlib.suppress(OSError), \
-                    socket.create_connection((HOST, self.port), timeout=0.5):
-                return
-            time.sleep(0.05)
-        raise BenchError(f"{self.name} did not listen on {self.port} within {timeout}s")
-
-    def log_tail(self, lines: int = 20) -> str:
-        self.log.flush()
-        text = Path(self.log.name).read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise BenchError(f"{self.name} died (exit {self.proc.returncode}):\n"
-                             + self.log_tail())
-
-    def rss_kib(self) -> int:
-        """VmRSS of the server process, in KiB."""
-        return rss_kib(self.pid)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not gone within the grace period."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise BenchError(f"no VmRSS for pid {pid}")
-
-
 def http_get(port: int, path: str, timeout: float = 10.0,
              headers: dict[str, str] | None = None) -> tuple[int, bytes, http.client.HTTPResponse]:
     """One GET on a fresh connection (status, body, response for headers)."""
@@ -139,20 +73,15 @@ def comet_stats(port: int) -> dict:
     return json.loads(body)
 
 
-def wait_parked(server: Server, expected: int, timeout: float) -> dict:
+def wait_parked(server: ServerProcess, expected: int, timeout: float) -> dict:
     """Poll the stats until ``parked`` reaches ``expected``; the last stats."""
-    deadline = time.monotonic() + timeout
-    stats: dict = {}
-    while time.monotonic() < deadline:
-        server.check_alive()
-        try:
-            stats = comet_stats(server.port)
-        except (OSError, http.client.HTTPException):
-            continue  # a busy single-threaded server: ask again until the deadline
-        if stats["parked"] >= expected:
-            return stats
-        time.sleep(0.05)
-    raise BenchError(f"only {stats.get('parked')} of {expected} parked after {timeout}s")
+    try:
+        return server.wait_stats(lambda s: s["parked"] >= expected, timeout,
+                                 message=f"{expected} parked", interval=0.05)
+    except ServerError:
+        raise
+    except AssertionError as exc:
+        raise BenchError(str(exc)) from None
 
 
 _RPS = re.compile(rb"Requests/sec:\s+([\d.]+)")
@@ -214,7 +143,7 @@ class LongPolls:
         self.pending: dict[int, _Pending] = {}
         self.epoll = select.epoll()
 
-    def open(self, count: int, *, server: Server, already_parked: int = 0,
+    def open(self, count: int, *, server: ServerProcess, already_parked: int = 0,
              batch: int = 500, timeout: float = 120.0) -> float:
         """Open ``count`` connections, each sending ``request``; seconds it took."""
         start = time.monotonic()
@@ -234,7 +163,7 @@ class LongPolls:
             wait_parked(server, already_parked + opened, max(1.0, deadline - time.monotonic()))
         return time.monotonic() - start
 
-    def repark(self, *, server: Server, already_parked: int = 0, batch: int = 500,
+    def repark(self, *, server: ServerProcess, already_parked: int = 0, batch: int = 500,
                timeout: float = 120.0) -> float:
         """Send ``request`` again on every (kept-alive) connection, in batches like
         ``open``; seconds it took."""

@@ -34,9 +34,9 @@ from bench._common import (
     ROOT,
     BenchError,
     LongPolls,
-    Server,
+    ServerError,
+    ServerProcess,
     busy_note,
-    free_port,
     percentile,
     print_table,
     raise_fd_limit,
@@ -45,7 +45,7 @@ from bench._common import (
     verdict,
     wait_parked,
 )
-from tests.helpers.proc import PRODUCTION_ENV  # noqa: E402  (after the sys.path line)
+from tests.helpers.proc import PRODUCTION_ENV, runcomet_argv  # noqa: E402  (after sys.path)
 
 TARGET_FANOUT_MS = 250.0
 TARGET_KIB_PER_PARKED = 16.0
@@ -164,9 +164,8 @@ def run(parked: int, rounds: int, workdir: Path) -> dict:
     env.pop("COMET_BROKER", None)  # one process: the in-process hub
     status(f"migrating a fresh database in {workdir}")
     manage("migrate", "--noinput", env=env)
-    port = free_port()
-    argv = [PYTHON, "manage.py", "runcomet", f"{HOST}:{port}", "--noreload", "--no-access-log"]
-    with Server("runcomet", argv, port, env=env) as server:
+    with ServerProcess(runcomet_argv("--no-access-log"), name="runcomet", env=env) as server:
+        port = server.port
         client = Client(port)
         cursor = setup_room(client)
 
@@ -236,7 +235,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     try:
         result = run(parked, rounds, workdir)
-    except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
+    except (BenchError, ServerError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"bench_chat: FAILED: {exc}", file=sys.stderr)
         return 1
     finally:

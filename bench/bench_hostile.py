@@ -49,11 +49,11 @@ from bench._common import (
     ROOT,
     BenchError,
     LongPolls,
-    Server,
+    ServerError,
+    ServerProcess,
     _Pending,
     busy_note,
     comet_stats,
-    free_port,
     http_get,
     percentile,
     print_table,
@@ -65,7 +65,11 @@ from bench._common import (
     wait_parked,
 )
 from bench.bench_chat import Client, manage
-from tests.helpers.proc import PRODUCTION_ENV  # noqa: E402  (after the sys.path line)
+from tests.helpers.proc import (  # noqa: E402  (after the sys.path line)
+    PRODUCTION_ENV,
+    runcomet_argv,
+    wsgi_app_argv,
+)
 
 SECTIONS = ("slowloris", "emfile", "cursors", "drain", "churn")
 
@@ -211,10 +215,6 @@ class Probe:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def comet_argv(app: str, port: int, *options: str) -> list[str]:
-    return [PYTHON, "-m", "comet_server", app, f"{HOST}:{port}", *options]
-
-
 def wait_for(predicate: Callable[[], object], timeout: float, what: str,
              interval: float = 0.05) -> object:
     deadline = time.monotonic() + timeout
@@ -269,9 +269,9 @@ def bench_slowloris(count: int, head_timeout: float) -> tuple[dict, list[Row]]:
     """``count`` connections each sending a request head one byte per second."""
     head = (b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris\r\n"
             + b"X-Padding: " + b"a" * 200 + b"\r\n\r\n")
-    port = free_port()
-    argv = comet_argv("bench.apps:comet", port, "--head-timeout", f"{head_timeout:g}")
-    with Server("comet-slowloris", argv, port) as server:
+    argv = wsgi_app_argv("bench.apps:comet", "--head-timeout", f"{head_timeout:g}")
+    with ServerProcess(argv, name="comet-slowloris") as server:
+        port = server.port
         probe = Probe(port, "/hello", 0.05, keep_alive=False)
         probe.wait_started()
         base = wait_for(lambda: stats_or_none(port), 10, "stats")["connections"]
@@ -364,35 +364,20 @@ def bench_slowloris(count: int, head_timeout: float) -> tuple[dict, list[Row]]:
 # -- b. EMFILE ------------------------------------------------------------------------------
 
 
-class LimitedServer(Server):
-    """A server child started with RLIMIT_NOFILE lowered to ``nofile`` (soft and hard)."""
-
-    def __init__(self, name: str, argv: Sequence[str], port: int, nofile: int) -> None:
-        self.name, self.port = name, port
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
-            prefix=f"bench-{name}-", suffix=".log", delete=False)
-
-        def lower_limit() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        self.proc = subprocess.Popen(list(argv), cwd=ROOT, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                     preexec_fn=lower_limit)
-        self._wait_ready(30)
-
-
 def bench_emfile(clients: int, hold: float) -> tuple[dict, list[Row]]:
-    port = free_port()
-    argv = comet_argv("bench.apps:comet", port, "--max-connections", "100000")
-    request = f"GET /wait HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
-    with LimitedServer("comet-emfile", argv, port, EMFILE_NOFILE) as server:
+    def lower_limit() -> None:  # the server's RLIMIT_NOFILE, soft and hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (EMFILE_NOFILE, EMFILE_NOFILE))
+
+    argv = wsgi_app_argv("bench.apps:comet", "--max-connections", "100000")
+    with ServerProcess(argv, name="comet-emfile", preexec_fn=lower_limit) as server:
+        port = server.port
+        request = f"GET /wait HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
         status(f"emfile: server limited to {EMFILE_NOFILE} descriptors; holding {clients} "
                "parked clients")
         if http_get(port, "/hello")[0] != 200:
             raise BenchError("GET /hello failed before the test")
         fds_idle = open_fds(server.pid)
-        log_path = Path(server.log.name)
+        log_path = server.stderr_path
         socks = []
         try:
             for _ in range(clients):
@@ -473,7 +458,7 @@ def seed_site(env: dict[str, str], count: int) -> int:
     return int(match.group(1))
 
 
-def park_distinct(server: Server, requests: Sequence[bytes], *, batch: int = 500,
+def park_distinct(server: ServerProcess, requests: Sequence[bytes], *, batch: int = 500,
                   timeout: float = 300.0) -> tuple[LongPolls, list[float], float]:
     """One connection per request, in batches the server parks before the next; the
     LongPolls (to collect), each request's send time, and seconds it all took."""
@@ -546,9 +531,9 @@ _GC_LINE = re.compile(r"bench-gc gen(\d) at ([\d.]+) took ([\d.]+) ms")
 PROBE_PATH = f"/rooms/{ROOM}/messages?before=1"  # a cheap page: one query, nothing found
 
 
-def gc_pauses(server: Server) -> list[tuple[int, float, float]]:
+def gc_pauses(server: ServerProcess) -> list[tuple[int, float, float]]:
     """(generation, start, seconds) of the server's collections of 5 ms or more."""
-    text = Path(server.log.name).read_text(errors="replace")
+    text = server.stderr()
     return [(int(g), float(at), float(took) / 1000) for g, at, took in _GC_LINE.findall(text)]
 
 
@@ -576,10 +561,10 @@ def chat_env(workdir: Path, poll_timeout: float) -> dict[str, str]:
     return env
 
 
-def chat_server(workdir: Path, poll_timeout: float) -> Server:
-    port = free_port()
-    argv = [PYTHON, "manage.py", "runcomet", f"{HOST}:{port}", "--noreload"]
-    return Server("runcomet-cursors", argv, port, env=chat_env(workdir, poll_timeout))
+def chat_server(workdir: Path, poll_timeout: float) -> ServerProcess:
+    """runcomet on the chat (started by ``with``)."""
+    return ServerProcess(runcomet_argv(), name="runcomet-cursors",
+                         env=chat_env(workdir, poll_timeout))
 
 
 def bench_cursors(count: int, workdir: Path) -> tuple[dict, list[Row]]:
@@ -725,12 +710,11 @@ def read_until_closed(polls: LongPolls, timeout: float) -> dict[str, int]:
 
 
 def bench_drain(count: int, workdir: Path) -> tuple[dict, list[Row]]:
-    port = free_port()
-    argv = [PYTHON, "manage.py", "runcomet", f"{HOST}:{port}", "--noreload"]
-    env = {**write_settings(workdir, "bench_hostile_drain", "tests.serverapp.settings"),
-           "PYTHONUNBUFFERED": "1"}
-    request = f"GET /wait/drain?after=0&timeout=60 HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n"
-    with Server("runcomet-drain", argv, port, env=env) as server:
+    env = write_settings(workdir, "bench_hostile_drain", "tests.serverapp.settings")
+    with ServerProcess(runcomet_argv(), name="runcomet-drain", env=env) as server:
+        port = server.port
+        request = (f"GET /wait/drain?after=0&timeout=60 HTTP/1.1\r\n"
+                   f"Host: {HOST}:{port}\r\n\r\n")
         polls = LongPolls(port, request.encode())
         try:
             status(f"drain: parking {count:,} long-polls (tests app /wait)")
@@ -782,7 +766,7 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def churn_batch(server: Server, size: int, request: bytes, publish: bytes) -> None:
+def churn_batch(server: ServerProcess, size: int, request: bytes, publish: bytes) -> None:
     """``size`` parked requests with pipelined input: half reset, half answered."""
     port = server.port
     socks: list[socket.socket] = []
@@ -837,16 +821,16 @@ def churn_batch(server: Server, size: int, request: bytes, publish: bytes) -> No
 
 
 def bench_churn(total: int, batch: int, every: int) -> tuple[dict, list[Row]]:
-    port = free_port()
-    argv = comet_argv("bench.apps:comet", port, "--no-access-log")
+    argv = wsgi_app_argv("bench.apps:comet", "--no-access-log")
     pad = "p" * 1000
-    request = (f"GET /wait HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n"
-               f"GET /hello HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-Pad: {pad}\r\n"
-               "Connection: close\r\n\r\n").encode()
-    publish = (f"POST /publish HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Length: 2\r\n"
-               "Connection: close\r\n\r\nhi").encode()
     samples: list[tuple[int, int]] = []
-    with Server("comet-churn", argv, port) as server:
+    with ServerProcess(argv, name="comet-churn") as server:
+        port = server.port
+        request = (f"GET /wait HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n"
+                   f"GET /hello HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-Pad: {pad}\r\n"
+                   "Connection: close\r\n\r\n").encode()
+        publish = (f"POST /publish HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Length: 2\r\n"
+                   "Connection: close\r\n\r\nhi").encode()
         # Warm-up: RSS climbs over the first few thousand cycles (the allocator's
         # arenas, the kernel's socket buffers), then stays flat.
         for _ in range(0, CHURN_WARMUP, batch):
@@ -924,7 +908,7 @@ def main() -> int:
                                            size["churn_sample"])
             results[section] = result
             rows += more
-    except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
+    except (BenchError, ServerError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"bench_hostile: FAILED in {section}: {exc}", file=sys.stderr)
         if rows:
             print_table("bench_hostile: the sections done before the failure", rows)

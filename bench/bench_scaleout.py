@@ -42,13 +42,12 @@ import redis
 
 from bench._common import (
     HOST,
-    PYTHON,
     BenchError,
     LongPolls,
-    Server,
+    ServerError,
+    ServerProcess,
     busy_note,
     collect_many,
-    free_port,
     percentile,
     print_table,
     raise_fd_limit,
@@ -58,7 +57,7 @@ from bench._common import (
     wait_parked,
 )
 from bench.bench_chat import Client, manage, setup_room, updates_request
-from tests.helpers.proc import PRODUCTION_ENV  # noqa: E402  (after the sys.path line)
+from tests.helpers.proc import PRODUCTION_ENV, runcomet_argv  # noqa: E402  (after sys.path)
 
 TARGET_FANOUT_MS = 250.0  # issue 3's single-process target, kept for two processes
 TARGET_KIB_PER_PARKED = 16.0
@@ -154,7 +153,7 @@ def check_bodies(groups: list[LongPolls], message: dict) -> None:
                                  f"expected message {message['id']}")
 
 
-def bench_fanout(servers: list[Server], waiters: int, rounds: int) -> dict:
+def bench_fanout(servers: list[ServerProcess], waiters: int, rounds: int) -> dict:
     client = Client(servers[0].port)
     slug = f"fan-{uuid.uuid4().hex[:8]}"  # Redis is shared: a channel no one else uses
     cursor = create_room(client, slug)
@@ -282,7 +281,7 @@ class Throughput:
     """Pollers and posters on one epoll: pollers re-poll from their cursor at once; each
     poster sends its next message as soon as the previous one is answered (201)."""
 
-    def __init__(self, slug: str, servers: list[Server], pollers: int,
+    def __init__(self, slug: str, servers: list[ServerProcess], pollers: int,
                  posters: list[Client], cursor: int) -> None:
         self.slug, self.servers, self.start_cursor = slug, servers, cursor
         self.epoll = select.epoll()
@@ -465,7 +464,8 @@ def count_stored(db_url: str, slug: str, after: int) -> int:
     return int(row[0])
 
 
-def bench_throughput(servers: list[Server], db_url: str, pollers: int, seconds: float) -> dict:
+def bench_throughput(servers: list[ServerProcess], db_url: str, pollers: int,
+                     seconds: float) -> dict:
     slug = f"tp-{uuid.uuid4().hex[:8]}"
     cursor = create_room(Client(servers[0].port), slug)
     posters = []
@@ -505,18 +505,17 @@ def run(waiters: int, rounds: int, pollers: int, seconds: float) -> dict:
                **PRODUCTION_ENV, "PYTHONUNBUFFERED": "1", **settings_env}
         status(f"migrating scratch database {db_url.rsplit('/', 1)[-1]}")
         manage("migrate", "--noinput", env=env)
-        servers: list[Server] = []
+        servers: list[ServerProcess] = []
         try:
             for name in ("A", "B"):
-                port = free_port()
-                servers.append(Server(f"runcomet-{name}", [
-                    PYTHON, "manage.py", "runcomet", f"{HOST}:{port}", "--noreload",
-                    "--no-access-log"], port, env=env))
+                servers.append(ServerProcess(runcomet_argv("--no-access-log"),
+                                             name=f"runcomet-{name}", env=env))
+                servers[-1].start()
             fanout = bench_fanout(servers, waiters, rounds)
             throughput = bench_throughput(servers, db_url, pollers, seconds)
         finally:
             for server in servers:
-                server.stop()
+                server.close()
     return {"fanout": fanout, "throughput": throughput}
 
 
@@ -607,7 +606,7 @@ def main() -> int:
     load = os.getloadavg()[0]
     try:
         result = run(waiters, rounds, pollers, seconds)
-    except (BenchError, OSError, subprocess.TimeoutExpired, psycopg.Error,
+    except (BenchError, ServerError, OSError, subprocess.TimeoutExpired, psycopg.Error,
             redis.RedisError) as exc:
         print(f"bench_scaleout: FAILED: {exc}", file=sys.stderr)
         return 1

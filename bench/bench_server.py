@@ -23,11 +23,11 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench._common import (
     HOST,
-    PYTHON,
     VENV_BIN,
     BenchError,
     LongPolls,
-    Server,
+    ServerError,
+    ServerProcess,
     busy_note,
     free_port,
     percentile,
@@ -39,6 +39,7 @@ from bench._common import (
     wait_parked,
     wrk,
 )
+from tests.helpers.proc import wsgi_app_argv  # noqa: E402  (after the sys.path line)
 
 TARGET_RATIO = 5.0
 TARGET_KIB_PER_PARKED = 4.0
@@ -46,10 +47,10 @@ TARGET_FANOUT_MS = 300.0
 WARMUP_PARKED = 200
 
 
-def comet_server(app: str) -> Server:
-    port = free_port()
-    return Server(f"comet-{app.rsplit(':', 1)[-1]}",
-                  [PYTHON, "-m", "comet_server", app, f"{HOST}:{port}", "--no-access-log"], port)
+def comet_server(app: str) -> ServerProcess:
+    """Our server on ``app`` (started by ``with``)."""
+    return ServerProcess(wsgi_app_argv(app, "--no-access-log"),
+                         name=f"comet-{app.rsplit(':', 1)[-1]}")
 
 
 def bench_hello(seconds: float, warmup: float, rounds: int) -> dict:
@@ -61,13 +62,14 @@ def bench_hello(seconds: float, warmup: float, rounds: int) -> dict:
     runs: dict[str, list[dict]] = {"comet_server": [], "gunicorn sync -w1": []}
     for round_no in range(1, rounds + 1):
         for name in runs:
-            port = free_port()
             if name == "comet_server":
                 server = comet_server("bench.apps:hello")
-            else:
-                server = Server("gunicorn", [str(VENV_BIN / "gunicorn"), "-w", "1", "-b",
-                                             f"{HOST}:{port}", "--log-level", "warning",
-                                             "bench.apps:hello"], port)
+            else:  # no --ready-fd: ready once its port accepts
+                port = free_port()
+                server = ServerProcess([str(VENV_BIN / "gunicorn"), "-w", "1", "-b",
+                                        f"{HOST}:{port}", "--log-level", "warning",
+                                        "bench.apps:hello"], name="gunicorn", ready_fd=False,
+                                       port=port, stats_path="")
             with server:
                 url = f"http://{HOST}:{server.port}/"
                 status(f"hello {round_no}/{rounds}: {name}: warm-up {warmup:g}s, "
@@ -174,7 +176,7 @@ def main() -> int:
         load = os.getloadavg()[0]
         hello = bench_hello(seconds, warmup, hello_rounds)
         fan = bench_parked(parked, fan_rounds)
-    except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
+    except (BenchError, ServerError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"bench_server: FAILED: {exc}", file=sys.stderr)
         return 1
     ours, theirs = hello["comet_server"], hello["gunicorn sync -w1"]
