@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from comet_server.hub import get_hub
-from comet_server.waits import CometCoroutine, Delivery, WaitForEvents, iterate_blocking
+from comet_server.push.hub import get_hub
+from comet_server.push.waits import CometCoroutine, Delivery, WaitForEvents, iterate_blocking
 
 CHANNEL = "bench"
 WAIT_TIMEOUT = 120.0

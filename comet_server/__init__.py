@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from comet_server.hub import Event, Hub, get_hub, publish, set_hub_factory
+from comet_server.push.hub import Event, Hub, get_hub, publish, set_hub_factory
+from comet_server.push.waits import Delivery, Sleep, WaitForEvents
 from comet_server.settings import make_hub
-from comet_server.waits import Delivery, Sleep, WaitForEvents
 
 # publish() anywhere (a view, a command, plain Python) reaches COMET_BROKER if set.
 set_hub_factory(make_hub)

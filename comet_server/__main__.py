@@ -11,9 +11,9 @@ import importlib
 import logging
 import sys
 
-from comet_server.exchange import WSGIApp
-from comet_server.options import add_server_arguments, config_from
-from comet_server.runner import serve
+from comet_server.serving.exchange import WSGIApp
+from comet_server.serving.options import add_server_arguments, config_from
+from comet_server.serving.runner import serve
 from comet_server.settings import setting
 
 

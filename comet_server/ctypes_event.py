@@ -4,7 +4,7 @@ Loads the system ``libevent-2.1.so.7`` (Debian: ``libevent-2.1-7``); nothing is 
 Only the public event API is declared: the event base, events on descriptors and
 timers (``EV_CLOSED`` notices a peer's close without reading its data).  HTTP is not
 libevent's here: evhttp's parser is too lax to face the internet (it lets requests be
-smuggled), so ``comet_server.http1`` frames requests strictly.  This module knows
+smuggled), so ``comet_server.protocol.http1`` frames requests strictly.  This module knows
 nothing of HTTP, WSGI or Django.
 """
 

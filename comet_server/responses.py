@@ -39,8 +39,8 @@ from django.core import signals
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import resolve
 
-from comet_server.hub import Event, get_hub
-from comet_server.waits import CometCoroutine, Delivery, Sleep, WaitForEvents, iterate_blocking
+from comet_server.push.hub import Event, get_hub
+from comet_server.push.waits import CometCoroutine, Delivery, Sleep, WaitForEvents, iterate_blocking
 
 
 class StagedRenderer(Protocol):

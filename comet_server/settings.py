@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from comet_server.hub import Broker, Hub
+from comet_server.push.hub import Broker, Hub
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -85,7 +85,7 @@ def make_broker() -> Broker | None:
     if not url:
         return None
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from comet_server.redis_broker import RedisBroker
+        from comet_server.push.redis_broker import RedisBroker
 
         return RedisBroker(url)
     raise ValueError(f"COMET_BROKER={url!r}: only redis:// URLs are supported")

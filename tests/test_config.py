@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from comet_server.config import ServerConfig
-from comet_server.options import add_server_arguments, config_from, markdown_table
+from comet_server.serving.config import ServerConfig
+from comet_server.serving.options import add_server_arguments, config_from, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")

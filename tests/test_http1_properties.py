@@ -1,4 +1,4 @@
-"""Properties of the HTTP/1.1 framing we own (``comet_server.http1``), no sockets.
+"""Properties of the HTTP/1.1 framing we own (``comet_server.protocol.http1``), no sockets.
 
 Requests: any valid request parses to the same ``Request`` however its bytes are
 split; pipelined requests come out in order and ``feed`` stops parsing soon after a
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from comet_server import http1
-from comet_server.responder import Responder
+from comet_server.protocol import http1
+from comet_server.protocol.responder import Responder
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

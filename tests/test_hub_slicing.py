@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from comet_server import hub as hub_module
-from comet_server.hub import Hub
-from comet_server.waits import Delivery
+from comet_server.push import hub as hub_module
+from comet_server.push.hub import Hub
+from comet_server.push.waits import Delivery
 
 LOOP_BUDGET = 0.05  # seconds: no turn may keep the loop longer than this
 RENDER_COST = 0.005  # seconds burnt by each waiter's answer below

@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from comet_server import hub as hub_module
-from comet_server.hub import Event, Hub, publish, set_hub
+from comet_server.push import hub as hub_module
+from comet_server.push.hub import Event, Hub, publish, set_hub
 from tests.helpers.proc import ServerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,9 +273,9 @@ class ListHandler(logging.Handler):
 
 @pytest.fixture
 def unreachable_warnings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The process has not warned yet; collects what ``comet_server.hub`` logs."""
+    """The process has not warned yet; collects what ``comet_server.push.hub`` logs."""
     monkeypatch.setattr(hub_module, "_warned_unreachable", False)
-    logger = logging.getLogger("comet_server.hub")
+    logger = logging.getLogger("comet_server.push.hub")
     handler = ListHandler()
     logger.addHandler(handler)
     level = logger.level

@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from chatsite.rooms import services, updates
 from chatsite.rooms.models import Message, Room
 from comet_server import wait_for_events
-from comet_server.hub import Event, Hub
-from comet_server.waits import Delivery
+from comet_server.push.hub import Event, Hub
+from comet_server.push.waits import Delivery
 
 N = 1000
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import httptools
 import pytest
 
-from comet_server import http1
-from comet_server.hub import Hub
-from comet_server.responder import Responder, ResponseState
-from comet_server.waits import CoroutineDriver, Sleep, WaitForEvents, iterate_blocking
+from comet_server.protocol import http1
+from comet_server.protocol.responder import Responder, ResponseState
+from comet_server.push.hub import Hub
+from comet_server.push.waits import CoroutineDriver, Sleep, WaitForEvents, iterate_blocking
 
 
 class Sink:

@@ -16,7 +16,7 @@ from django.test import Client
 from chatsite.rooms import services
 from chatsite.rooms.models import Room
 from chatsite.rooms.updates import RoomUpdates
-from comet_server.hub import get_hub
+from comet_server.push.hub import get_hub
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

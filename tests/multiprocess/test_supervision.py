@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from comet_server.heartbeat import Heartbeat
+from comet_server.serving.heartbeat import Heartbeat
 from tests.helpers.proc import PRODUCTION_ENV
 from tests.multiprocess import helpers
 from tests.multiprocess.helpers import wait_until

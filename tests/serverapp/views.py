@@ -7,8 +7,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from comet_server import publish, stream_events, wait_for_events
+from comet_server.push.waits import Sleep
 from comet_server.responses import DeferredResponse
-from comet_server.waits import Sleep
 
 
 def hello(request: HttpRequest) -> HttpResponse:

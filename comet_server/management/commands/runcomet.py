@@ -4,7 +4,7 @@ Built on the staticfiles ``runserver`` (as daphne's is): the address syntax, ``-
 static files under DEBUG (``--nostatic``, ``--insecure``), the system and migration
 checks and their messages are Django's own.  What differs: the server (a libevent
 loop that parks deferred responses), ``--workers`` (a supervised pre-fork), the
-server options of ``comet_server.config``, and an autoreloader that drains parked
+server options of ``comet_server.serving.config``, and an autoreloader that drains parked
 clients on Ctrl-C instead of killing them.
 """
 
@@ -23,8 +23,8 @@ from django.core.management.base import CommandError
 from django.db import connections
 
 from comet_server import reloader
-from comet_server.options import add_server_arguments, config_from
-from comet_server.runner import request_shutdown, serve
+from comet_server.serving.options import add_server_arguments, config_from
+from comet_server.serving.runner import request_shutdown, serve
 from comet_server.settings import setting, setting_int
 
 

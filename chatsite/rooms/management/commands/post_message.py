@@ -32,7 +32,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"posted message {message.id} to {room!r}")
-        from comet_server.hub import get_hub
+        from comet_server.push.hub import get_hub
 
         if get_hub().broker is None:
             self.stderr.write("COMET_BROKER is not set: open pages will show it at their next "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from comet_server.hub import Event, Hub
+    from comet_server.push.hub import Event, Hub
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,10 @@ import threading
 from collections.abc import Callable
 
 from comet_server import settings
-from comet_server.config import ServerConfig
-from comet_server.hub import Hub, set_hub
-from comet_server.prefork import Supervisor
-from comet_server.server import CometServer, WSGIApp, listen, raise_fd_limit
+from comet_server.push.hub import Hub, set_hub
+from comet_server.serving.config import ServerConfig
+from comet_server.serving.prefork import Supervisor
+from comet_server.serving.server import CometServer, WSGIApp, listen, raise_fd_limit
 
 
 def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: int = 1,

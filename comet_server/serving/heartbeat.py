@@ -20,9 +20,9 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from comet_server.server import CometServer
+    from comet_server.serving.server import CometServer
 
-log = logging.getLogger("comet_server.prefork")
+log = logging.getLogger("comet_server.serving.prefork")
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from comet_server.waits import Delivery
+from comet_server.push.waits import Delivery
 
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop
@@ -69,7 +69,7 @@ class Event:
 
 
 class Broker(Protocol):
-    """Carries events between processes (see ``comet_server.redis_broker``)."""
+    """Carries events between processes (see ``comet_server.push.redis_broker``)."""
 
     def send(self, event: Event) -> None: ...
 

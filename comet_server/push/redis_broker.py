@@ -23,8 +23,8 @@ from urllib.parse import unquote, urlparse
 import hiredis
 import redis
 
-from comet_server.hub import Event, Hub
-from comet_server.waits import Delivery
+from comet_server.push.hub import Event, Hub
+from comet_server.push.waits import Delivery
 
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop

@@ -19,17 +19,17 @@ import time
 from collections import Counter
 from typing import Any
 
-from comet_server import http1
-from comet_server.acceptor import Acceptor
-from comet_server.config import ServerConfig
-from comet_server.connection import ConnState, HTTPConnection
-from comet_server.exchange import Exchange, Phase, WSGIApp
-from comet_server.hub import Hub
 from comet_server.loop import EventLoop
-from comet_server.waits import Delivery
-from comet_server.wsgi_environ import base_environ, build_environ
+from comet_server.protocol import http1
+from comet_server.protocol.acceptor import Acceptor
+from comet_server.protocol.connection import ConnState, HTTPConnection
+from comet_server.protocol.wsgi_environ import base_environ, build_environ
+from comet_server.push.hub import Hub
+from comet_server.push.waits import Delivery
+from comet_server.serving.config import ServerConfig
+from comet_server.serving.exchange import Exchange, Phase, WSGIApp
 
-log = logging.getLogger("comet_server.server")
+log = logging.getLogger("comet_server.serving.server")
 access_log = logging.getLogger("comet_server.access")
 
 DRAIN_BUDGET = 0.02  # seconds of answering parked requests per loop turn when draining

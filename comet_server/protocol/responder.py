@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Protocol
 
-from comet_server import http1
+from comet_server.protocol import http1
 
 access_log = logging.getLogger("comet_server.access")
 

@@ -1,5 +1,5 @@
 """Command-line flags, environment defaults and the README table, all generated from
-``ServerConfig``'s fields: an option is defined once, in ``comet_server.config``.
+``ServerConfig``'s fields: an option is defined once, in ``comet_server.serving.config``.
 
 A flag's default comes from the Django setting or environment variable
 ``COMET_<NAME>`` (``COMET_HEAD_TIMEOUT`` for ``--head-timeout``), parsed strictly:
@@ -14,7 +14,7 @@ from dataclasses import Field, fields
 from functools import partial
 from typing import Any
 
-from comet_server.config import ServerConfig, env_name, flag
+from comet_server.serving.config import ServerConfig, env_name, flag
 from comet_server.settings import parse_bool, setting
 
 __all__ = ["add_server_arguments", "config_from", "markdown_table", "server_options"]

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from comet_server import ctypes_event as ev
-from comet_server import http1
+from comet_server.protocol import http1
 
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop
 
-log = logging.getLogger("comet_server.server")
+log = logging.getLogger("comet_server.serving.server")
 
 ACCEPTS_PER_TURN = 64
 FD_PAUSE = 0.25  # seconds the listener rests after running out of descriptors

@@ -25,12 +25,12 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from comet_server import ctypes_event as ev
-from comet_server import http1
+from comet_server.protocol import http1
 
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop, IoWatch, Timer
 
-log = logging.getLogger("comet_server.connection")
+log = logging.getLogger("comet_server.protocol.connection")
 
 RECV_SIZE = 64 * 1024
 LINGER_SECONDS = 2.0  # after our FIN, how long unread input is drained before closing
@@ -63,7 +63,7 @@ class ConnState(enum.Enum):
 
 
 class Exchange(Protocol):
-    """What serves one request on a connection (``comet_server.exchange.Exchange``)."""
+    """What serves one request on a connection (``comet_server.serving.exchange.Exchange``)."""
 
     def client_gone(self) -> None: ...
 

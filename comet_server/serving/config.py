@@ -1,5 +1,5 @@
 """The server's configuration: one frozen dataclass whose fields carry their own help,
-bounds and parser, so the command lines (``comet_server.options``), the environment
+bounds and parser, so the command lines (``comet_server.serving.options``), the environment
 (``COMET_<NAME>``) and the README table are all generated from this one place.
 
 No Django, no I/O: values are checked in ``__post_init__`` and a bad one raises

@@ -12,7 +12,7 @@ set_wakeup_fd``: a signal wakes it at once) and on one heartbeat pipe per worker
 * SIGHUP starts fresh workers, then retires the old ones gracefully.
 
 Workers beat from a timer on their loop and leave when the master dies
-(``comet_server.heartbeat``).  They share events through the broker (Redis).
+(``comet_server.serving.heartbeat``).  They share events through the broker (Redis).
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from comet_server.config import ServerConfig
+from comet_server.serving.config import ServerConfig
+from comet_server.serving.heartbeat import Heartbeat, set_parent_death_signal
 
 # What a worker runs after the fork: serve the shared socket until drained, calling
 # ``on_start(server)`` once its server exists (the heartbeat starts there).
 ServeWorker = Callable[[socket.socket, Callable[[object], None]], None]
 
-log = logging.getLogger("comet_server.prefork")
+log = logging.getLogger("comet_server.serving.prefork")
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 FAST_DEATH = 2.0  # a worker dying sooner than this after its start died "at start"
@@ -251,8 +252,6 @@ class Supervisor:
             for signum in HANDLED:
                 signal.signal(signum, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
-            from comet_server.heartbeat import Heartbeat, set_parent_death_signal
-
             # SIGTERM (a drain) when the master dies; it may have died before this line.
             set_parent_death_signal(signal.SIGTERM)
             if os.getppid() != self.pid:

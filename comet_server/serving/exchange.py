@@ -1,7 +1,7 @@
 """One request: the WSGI call, and the driving of its response without a thread.
 
 A plain WSGI iterable is sent at once.  A *comet response* (an iterable with
-``comet_coroutine()``, see ``comet_server.waits``) is run by the shared
+``comet_coroutine()``, see ``comet_server.push.waits``) is run by the shared
 ``CoroutineDriver`` up to each wait; the exchange then parks (a loop timer, a hub
 watch) and resumes the coroutine when the wait resolves.  HTTP framing is the
 ``Responder``'s; this module never touches a socket and knows nothing of Django.
@@ -16,17 +16,17 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from comet_server import http1
-from comet_server.responder import Responder
-from comet_server.waits import CoroutineDriver, Delivery, Sleep, WaitForEvents
+from comet_server.protocol import http1
+from comet_server.protocol.responder import Responder
+from comet_server.push.waits import CoroutineDriver, Delivery, Sleep, WaitForEvents
 
 if TYPE_CHECKING:
-    from comet_server.connection import HTTPConnection
-    from comet_server.hub import Watch
     from comet_server.loop import Timer
-    from comet_server.server import CometServer
+    from comet_server.protocol.connection import HTTPConnection
+    from comet_server.push.hub import Watch
+    from comet_server.serving.server import CometServer
 
-log = logging.getLogger("comet_server.server")
+log = logging.getLogger("comet_server.serving.server")
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 
