@@ -52,6 +52,10 @@ def _peer_hung_up(fd: int) -> bool:
     return any(mask & _HUNG_UP for _, mask in poller.poll(0))
 
 
+# The reader of a parked connection that has no input: always empty, never fed.
+_NO_READER = http1.RequestReader(http1.Limits())
+
+
 class ConnState(enum.Enum):
     """Where a connection is; every change goes through ``HTTPConnection._enter``."""
 
@@ -215,6 +219,8 @@ class HTTPConnection:
 
     def _consume(self, data: bytes) -> None:
         reader = self.reader
+        if reader is _NO_READER:
+            reader = self.reader = http1.RequestReader(self.owner.limits)
         owner = self.owner
         was_in_body = reader.in_body
         rest = reader.feed(data)
@@ -287,9 +293,15 @@ class HTTPConnection:
         self.exchange = exchange
 
     def suspend(self) -> None:
-        """The response waits (parked or streaming): stop reading, watch for a close."""
+        """The response waits (parked or streaming): stop reading, watch for a close.
+
+        A parser with nothing in it is dropped meanwhile (made again at the next read):
+        thousands of parked requests then hold no llhttp state.
+        """
         if self.state is not ConnState.BUSY and self.state is not ConnState.CLOSED:
             self._enter(ConnState.BUSY)
+        if self.reader is not _NO_READER and not self.has_input():
+            self.reader = _NO_READER
 
     def write(self, data: bytes) -> None:
         """Send ``data`` now, buffering what the socket does not take."""
