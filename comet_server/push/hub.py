@@ -197,24 +197,32 @@ class Hub:
         woken: dict[Watch, list[Event]] = {}
         for channel, events in by_channel.items():
             by_after: dict[int | None, list[Event]] = {}
+            # A waiter behind every cursored event (or woken by signals only) wants them
+            # all: the common cases (a signal, a new message) cost no list per cursor.
+            cursors = [e.cursor for e in events if e.cursor is not None]
+            lowest = min(cursors) if cursors else None
             for watch in tuple(self._waiters.get(channel, ())):
-                wanted = by_after.get(watch.after)
-                if wanted is None:
-                    wanted = by_after[watch.after] = _wanted(events, watch.after)
+                after = watch.after
+                wanted: list[Event] | None = events
+                if after is not None and lowest is not None and after >= lowest:
+                    wanted = by_after.get(after)
+                    if wanted is None:
+                        wanted = by_after[after] = _wanted(events, after)
                 if wanted:
                     earlier = woken.get(watch)
                     woken[watch] = wanted if earlier is None else earlier + wanted
-        # Waiters with the same channels and cursor share one Delivery (one events
-        # list), so a renderer that memoises on it does its work once for all of them.
+        # Waiters with the same channels and events share one Delivery (what it holds
+        # does not depend on their cursors), so a renderer that memoises on it does its
+        # work once for all of them.
         shared: dict[Any, Delivery] = {}
         ready: list[tuple[Watch, Delivery]] = []
         for watch, events in woken.items():
             self._remove(watch)
             key: Hashable
             if len(watch.channels) == 1:
-                key = (watch.key, id(events))  # the list shared per (channel, after)
+                key = (watch.channels, id(events))  # the list shared per channel/cursor
             else:
-                key = (watch.key, tuple(id(e) for e in events))
+                key = (watch.channels, tuple(id(e) for e in events))
             delivery = shared.get(key)
             if delivery is None:
                 delivery = shared[key] = Delivery(events, memo)
