@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -68,6 +69,7 @@ from bench.bench_chat import Client, manage
 from tests.helpers.proc import (  # noqa: E402  (after the sys.path line)
     PRODUCTION_ENV,
     runcomet_argv,
+    wait_until,
     wsgi_app_argv,
 )
 
@@ -215,16 +217,13 @@ class Probe:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str,
-             interval: float = 0.05) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
+             interval: float = 0.05) -> Any:
+    """The harness's wait_until, failing as a bench does (one line, no traceback)."""
+    try:
+        return wait_until(predicate, timeout, message=what, interval=interval)
+    except AssertionError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def stats_or_none(port: int) -> dict | None:
