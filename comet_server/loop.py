@@ -64,8 +64,8 @@ class IoWatch:
             self.active = False
 
     def close(self) -> None:
-        """Free the event (it is stopped too)."""
-        if self.event:
+        """Free the event (it is stopped too); harmless once a one-shot event fired."""
+        if self.event and self.handler_id in self.loop._handlers:
             self.loop._drop(self.handler_id, self.event)
             self.event = 0
             self.active = False
@@ -203,31 +203,22 @@ class EventLoop:
         return self._watch_fd(fd, ev.EV_WRITE, fn, False)
 
     def watch_io(self, fd: int, what: int, fn: Callable[[], None]) -> IoWatch:
-        """A persistent event on ``fd`` for ``what`` (EV_READ, EV_WRITE, EV_CLOSED with
-        EV_PERSIST), created stopped: ``start()`` it."""
+        """An event on ``fd`` for ``what`` (EV_READ, EV_WRITE, EV_CLOSED; with EV_PERSIST
+        it stays until closed, else it is freed once it fires), created stopped:
+        ``start()`` it."""
         handler_id = next(self._ids)
         event = ev.event_new(self.base, fd, what, self._event_cb, handler_id)
         if not event:
             raise OSError(f"event_new failed for fd {fd}")
-        self._handlers[handler_id] = (fn, True)
+        self._handlers[handler_id] = (fn, bool(what & ev.EV_PERSIST))
         self._events[handler_id] = event
         return IoWatch(self, event, handler_id)
 
     def _watch_fd(self, fd: int, what: int, fn: Callable[[], None],
                   persistent: bool) -> Callable[[], None]:
-        handler_id = next(self._ids)
-        event = ev.event_new(self.base, fd, what, self._event_cb, handler_id)
-        if not event:
-            raise OSError(f"event_new failed for fd {fd}")
-        self._handlers[handler_id] = (fn, persistent)
-        self._events[handler_id] = event
-        ev.event_add(event, None)
-
-        def remove() -> None:
-            if handler_id in self._handlers:
-                self._drop(handler_id, event)
-
-        return remove
+        watch = self.watch_io(fd, what | (ev.EV_PERSIST if persistent else 0), fn)
+        watch.start()
+        return watch.close
 
     # -- call_soon ------------------------------------------------------------------
 
