@@ -219,11 +219,13 @@ class Server(ServerProcess):
     def worker_pids(self) -> set[int]:
         return children(self.pid) if self.workers > 1 else {self.pid}
 
-    def pin_workers(self, attempts: int = 60) -> dict[int, http.client.HTTPConnection]:
+    def pin_workers(self, attempts: int = 400) -> dict[int, http.client.HTTPConnection]:
         """A keep-alive connection to every worker (the caller closes them).
 
         A connection stays with the worker that accepted it, and /proc tells which one
-        that is; so open connections until every worker holds one.
+        that is; so open connections until every worker holds one.  Which worker
+        accepts is the kernel's race between them, and on a loaded machine one may win
+        dozens of times in a row: hence the many attempts (each costs ~1 ms).
         """
         pids = self.worker_pids()
         pinned: dict[int, http.client.HTTPConnection] = {}
