@@ -4,6 +4,9 @@
   then after ``seconds`` call the view found for ``url`` with ``response_prev``.
 - ``wait_for_events(channels, after=..., timeout=..., render=...)``: a long-poll that
   answers with ``render(events, after)`` once events arrive (an empty list on timeout).
+- ``event_stream(channels, after=..., render=...)``: Server-Sent Events for the
+  browser's ``EventSource``: one request per client for minutes, each event rendered
+  once for every open stream, resumed with ``Last-Event-ID`` after a drop.
 - ``stream_events(...)``: an open chunked stream, one chunk per batch of events.
 
 Under ``runcomet`` no thread is held while waiting.  Under any other server the same
@@ -33,6 +36,7 @@ object whose instances compare equal (a frozen dataclass), not a fresh lambda.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from django.core import signals
@@ -40,7 +44,15 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import resolve
 
 from comet_server.push.hub import Event, get_hub
-from comet_server.push.waits import CometCoroutine, Delivery, Sleep, WaitForEvents, iterate_blocking
+from comet_server.push.sse import ServerSentEvent, comment, retry_field
+from comet_server.push.waits import (
+    CometCoroutine,
+    Delivery,
+    FollowEvents,
+    Sleep,
+    WaitForEvents,
+    iterate_blocking,
+)
 
 
 class StagedRenderer(Protocol):
@@ -298,3 +310,93 @@ def stream_events(channels: str | Iterable[str], *, after: int | None, render: R
                 yield heartbeat_chunk
 
     return DeferredResponse(stream, content_type=content_type)
+
+
+EventRenderer = Callable[[Event], "ServerSentEvent | str | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Frames:
+    """The bytes an event becomes on an event stream (hashable: the server memoises
+    them per batch, so every stream of a batch shares one call)."""
+
+    render: EventRenderer
+
+    def __call__(self, event: Event) -> bytes:
+        result = self.render(event)
+        if result is None:
+            return b""
+        if isinstance(result, str):
+            result = ServerSentEvent(result)
+        elif not isinstance(result, ServerSentEvent):
+            raise TypeError(f"an event renderer returned {type(result).__name__}, "
+                            "expected ServerSentEvent, str or None")
+        if result.id is not None:
+            raise ValueError("an event renderer may not set the id: it is the event's "
+                             "cursor, on events that have one")
+        if event.cursor is not None:
+            result = replace(result, id=str(event.cursor))
+        return result.encode()
+
+
+PING = comment("ping")
+
+
+def last_event_id(request: HttpRequest, param: str = "after") -> str | None:
+    """Where a stream resumes: the ``Last-Event-ID`` header (what a browser sends when
+    it reconnects by itself), else the ``param`` query parameter (the page's first
+    connection), else ``None``.  Parsing and checking it is the view's business."""
+    header = request.headers.get("Last-Event-ID")
+    if header is not None and header.strip():
+        return header.strip()
+    return request.GET.get(param)
+
+
+def event_stream(channels: str | Iterable[str], *, after: int | None,
+                 render: EventRenderer, replay: Iterable[Event] = (),
+                 resync: ServerSentEvent | None = None, retry: float = 3.0,
+                 lifetime: float | None = None,
+                 heartbeat: float | None = None) -> DeferredResponse:
+    """A Server-Sent Events stream (``text/event-stream``) of ``channels``.
+
+    ``render(event)`` gives what an event becomes: a ``ServerSentEvent`` (data, event
+    name), a ``str`` (the data of a ``message`` event) or ``None`` (skipped).  It is
+    called once per event for every stream it reaches, so pass a module-level function
+    or a hashable object, as for ``wait_for_events``.  An event with a cursor carries
+    it as its ``id:`` (the browser's resume point); signals carry none.
+
+    The view resumes the client: ``after`` is the cursor it has (see
+    ``last_event_id``), ``replay`` the events it missed, oldest first (read from the
+    application's durable store; the server adds any its short history holds past
+    them), and ``resync`` an event sent first instead when the gap is more than the
+    application can replay (the client then reloads what it shows).
+
+    The stream starts with ``retry:`` (seconds before the browser reconnects), pings
+    (a comment line) after ``heartbeat`` seconds without a write and ends after
+    ``lifetime`` seconds (``None``: the server's ``--stream-heartbeat`` and
+    ``--stream-lifetime``), when the server drains, or when events may have been
+    lost (a broker reconnect); the browser then reconnects with ``Last-Event-ID``.
+    A client that lets ``--max-stream-buffer`` bytes pile up unread is cut.
+
+    Under any server other than runcomet the stream holds its thread while open.
+    """
+    names = _channels(channels)
+    frames = _Frames(render)
+    replayed = list(replay)
+    cursors = [e.cursor for e in replayed if e.cursor is not None]
+    cursor = max(cursors + ([after] if after is not None else [])) if cursors else after
+    first = retry_field(round(retry * 1000))
+    if resync is not None:
+        first += resync.encode()
+    first += b"".join(map(frames, replayed))
+    follow = FollowEvents(names, cursor, frames, lifetime, heartbeat, PING)
+
+    def stream(request: HttpRequest | None) -> CometCoroutine:
+        del request  # not needed while streaming: let it be freed
+        yield first
+        yield follow
+
+    response = DeferredResponse(stream, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
