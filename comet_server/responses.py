@@ -352,11 +352,14 @@ def last_event_id(request: HttpRequest, param: str = "after") -> str | None:
     return request.GET.get(param)
 
 
+RESYNC = ServerSentEvent("{}", event="resync")
+
+
 def event_stream(channels: str | Iterable[str], *, after: int | None,
-                 render: EventRenderer, replay: Iterable[Event] = (),
-                 resync: ServerSentEvent | None = None, retry: float = 3.0,
-                 lifetime: float | None = None,
-                 heartbeat: float | None = None) -> DeferredResponse:
+                 render: EventRenderer, replay: Iterable[Event] = (), resync: bool = False,
+                 first: Iterable[ServerSentEvent] = (), retry: float = 3.0,
+                 lifetime: float | None = None, heartbeat: float | None = None,
+                 on_close: Callable[[], object] | None = None) -> DeferredResponse:
     """A Server-Sent Events stream (``text/event-stream``) of ``channels``.
 
     ``render(event)`` gives what an event becomes: a ``ServerSentEvent`` (data, event
@@ -366,10 +369,13 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     it as its ``id:`` (the browser's resume point); signals carry none.
 
     The view resumes the client: ``after`` is the cursor it has (see
-    ``last_event_id``), ``replay`` the events it missed, oldest first (read from the
-    application's durable store; the server adds any its short history holds past
-    them), and ``resync`` an event sent first instead when the gap is more than the
-    application can replay (the client then reloads what it shows).
+    ``last_event_id``) and ``replay`` the events it missed, oldest first, read from
+    the application's durable store (the server adds any its short history holds past
+    them).  When the gap is more than the application can replay, it passes
+    ``resync=True`` instead: the client gets one ``resync`` event (data ``{}``) and
+    reloads what it shows.  ``first`` are events sent before all that (a snapshot the
+    page needs at once, say; a client can also take the first event as proof that
+    nothing in between buffers the stream).
 
     The stream starts with ``retry:`` (seconds before the browser reconnects), pings
     (a comment line) after ``heartbeat`` seconds without a write and ends after
@@ -377,6 +383,8 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     ``--stream-lifetime``), when the server drains, or when events may have been
     lost (a broker reconnect); the browser then reconnects with ``Last-Event-ID``.
     A client that lets ``--max-stream-buffer`` bytes pile up unread is cut.
+    ``on_close()`` runs once when the stream ends, whatever ends it (the client
+    going away included): presence, say.
 
     Under any server other than runcomet the stream holds its thread while open.
     """
@@ -385,16 +393,22 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     replayed = list(replay)
     cursors = [e.cursor for e in replayed if e.cursor is not None]
     cursor = max(cursors + ([after] if after is not None else [])) if cursors else after
-    first = retry_field(round(retry * 1000))
-    if resync is not None:
-        first += resync.encode()
-    first += b"".join(map(frames, replayed))
+    head = [retry_field(round(retry * 1000))]
+    head.extend(event.encode() for event in first)
+    if resync:
+        head.append(RESYNC.encode())
+    head.extend(map(frames, replayed))
+    opening = b"".join(head)
     follow = FollowEvents(names, cursor, frames, lifetime, heartbeat, PING)
 
     def stream(request: HttpRequest | None) -> CometCoroutine:
         del request  # not needed while streaming: let it be freed
-        yield first
-        yield follow
+        try:
+            yield opening
+            yield follow
+        finally:
+            if on_close is not None:
+                on_close()
 
     response = DeferredResponse(stream, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-store"

@@ -82,7 +82,7 @@ def sse(request: HttpRequest, channel: str) -> HttpResponse:
     if after is not None:
         replay = [Event(channel, {"name": "replayed", "data": f"replayed {after + i}"},
                         after + i) for i in range(1, int(request.GET.get("replay", "0")) + 1)]
-    resync = ServerSentEvent("{}", event="resync") if request.GET.get("resync") else None
+    resync = bool(request.GET.get("resync"))
     options = {name: float(request.GET[name]) for name in ("lifetime", "heartbeat", "retry")
                if name in request.GET}
     return event_stream([channel], after=after, render=render_sse, replay=replay,
