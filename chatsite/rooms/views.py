@@ -4,7 +4,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from chatsite.rooms import conf, presence, services, updates
+from chatsite.rooms import conf, presence, services, streams, updates
 from chatsite.rooms.forms import RoomForm
 from chatsite.rooms.identity import current_nick, remember_nick
 from chatsite.rooms.models import Room
@@ -24,6 +24,7 @@ def lobby(request: HttpRequest) -> HttpResponse:
         "cursor": updates.latest_message_id(),
         "form": form,
         "poll_timeout": conf.poll_timeout(),
+        "first_event_ms": round(streams.first_event_seconds() * 1000),
     }
     return render(request, "rooms/lobby.html", context, status=400 if form.errors else 200)
 
@@ -45,6 +46,7 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
         "present": presence.present_nicks(room.id),
         "nick_error": nick_error,
         "poll_timeout": conf.poll_timeout(),
+        "first_event_ms": round(streams.first_event_seconds() * 1000),
     }
     return render(request, "rooms/room.html", context, status=status)
 

@@ -1,6 +1,7 @@
 /* A room page: show messages once each, in id order; send; typing; presence.
  *
- * The cursor only moves with long-poll answers (never with our own POST answer),
+ * Updates come from chatTransport (eventsource.js: the event stream, or the long-poll).
+ * The cursor only moves with their answers (never with our own POST answer),
  * so a lower id committed later is never skipped; ids already shown are ignored.
  * Message text is always inserted with .text(), never as HTML. */
 (function ($) {
@@ -106,15 +107,37 @@
     setTimeout(renderTyping, TYPING_MS + 100);
   }
 
-  var poller = window.chatLongPoll({
-    url: base + "updates",
-    timeout: parseFloat($body.attr("data-poll-timeout")),
-    params: function () { return {after: cursor}; },
-    onData: function (data) {
+  function onLongPoll(data) {
+    addMessages(data.messages || [], false);
+    if (data.cursor > cursor) { cursor = data.cursor; }
+    if (data.presence) { renderPresence(data.presence); }
+    $.each(data.typing || [], function (i, nick) { noteTyping(nick); });
+  }
+
+  /* Stream events (see eventsource.js); messages carry their ids, duplicates are
+   * dropped by insertMessage, and the cursor follows the stream's ids. */
+  var streamEvents = {
+    ready: function (data) { renderPresence(data.presence || []); },
+    messages: function (data, event) {
       addMessages(data.messages || [], false);
-      if (data.cursor > cursor) { cursor = data.cursor; }
-      if (data.presence) { renderPresence(data.presence); }
-      $.each(data.typing || [], function (i, nick) { noteTyping(nick); });
+      var id = parseInt(event.lastEventId, 10);
+      if (id > cursor) { cursor = id; }
+    },
+    presence: function (data) { renderPresence(data.presence || []); },
+    typing: function (data) { noteTyping(data.nick); },
+    resync: function () { window.location.reload(); }
+  };
+
+  var poller = window.chatTransport({
+    eventsUrl: base + "events",
+    firstEventMs: parseFloat($body.attr("data-first-event-ms")),
+    params: function () { return {after: cursor}; },
+    events: streamEvents,
+    longPoll: {
+      url: base + "updates",
+      timeout: parseFloat($body.attr("data-poll-timeout")),
+      params: function () { return {after: cursor}; },
+      onData: onLongPoll
     }
   });
 
