@@ -388,8 +388,8 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
 
     The stream starts with ``retry:`` (seconds before the browser reconnects), pings
     (a comment line) after ``heartbeat`` seconds without a write and ends after
-    ``lifetime`` seconds (``None``: the server's ``--stream-heartbeat`` and
-    ``--stream-lifetime``), when the server drains, or when events may have been
+    ``lifetime`` seconds less up to 10% (``None``: the server's ``--stream-heartbeat``
+    and ``--stream-lifetime``), when the server drains, or when events may have been
     lost (a broker reconnect); the browser then reconnects with ``Last-Event-ID``.
     A client that lets ``--max-stream-buffer`` bytes pile up unread is cut.
     ``on_close()`` runs once when the stream ends, whatever ends it (the client
