@@ -9,8 +9,11 @@ d. RSS per open stream;
 e. one slow client (it never reads) among the streams: the others' p99 latency with
    and without it, and whether the server cut it at ``--max-stream-buffer``.
 
-The server serves ``bench.apps:comet`` (plain WSGI, no Django: the figures are the
-server's).  Clients are several processes (one Python process parses about 100,000
+With ``--app plain`` (the default) the server serves ``bench.apps:comet`` (plain WSGI,
+no Django: the figures are the server's); with ``--app chat`` it is the chat site on
+runcomet (a fresh SQLite database): streams are ``/rooms/<slug>/events``, long-polls
+``/rooms/<slug>/updates`` (each answer a Django request), messages are posted through
+the HTTP API.  Clients are several processes (one Python process parses about 100,000
 events/s), each holding raw sockets in an epoll and finding ``id:`` lines with a
 regular expression; the CPU figure is the server's own (``/proc/<pid>/stat``), so a
 client-bound run shows fewer deliveries/s but an honest cost per delivery.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import re
@@ -30,7 +34,9 @@ import select
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -50,7 +56,12 @@ from bench._common import (  # noqa: E402  (after the sys.path line)
     save_results,
     verdict,
 )
-from tests.helpers.proc import wsgi_app_argv  # noqa: E402
+from bench.bench_chat import Client as ChatClient  # noqa: E402
+from bench.bench_chat import manage, setup_room  # noqa: E402
+from tests.helpers.proc import PRODUCTION_ENV, runcomet_argv, wsgi_app_argv  # noqa: E402
+
+# The chat's rate limits are for people: a benchmark posts hundreds of messages.
+CHAT_LIMITS_OFF: dict[str, str] = {}
 
 TARGET_DELIVERIES = 100_000  # per second, per process
 TARGET_CPU_US = 10.0  # server CPU per delivery
@@ -62,7 +73,8 @@ TARGET_KIB_PER_STREAM = 8.0
 SLOW_MESSAGE = 65536
 SLOW_MESSAGES = 80
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-_ID = re.compile(rb"id: (\d+)\n")
+_ID = re.compile(rb"id: (\d+)\n")  # a stream's resume points (plain and chat)
+_POLL_ID = {"plain": _ID, "chat": re.compile(rb'"id":(\d+)')}  # in a long-poll answer
 _LENGTH = re.compile(rb"content-length: (\d+)\r\n", re.IGNORECASE)
 
 
@@ -70,6 +82,26 @@ def server_cpu(pid: int) -> float:
     """Seconds of CPU (user + system) the process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+# -- what is measured ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class App:
+    """The server under test: its paths, and how a message is published."""
+
+    name: str
+    stream_path: str
+    poll_path: str
+    publish_path: str
+    form: bool  # publish with a form post (CSRF, the chat) or a raw body
+
+
+PLAIN = App("plain", "/events", "/poll", "/publish", form=False)
+ROOM = "bench-sse"
+CHAT = App("chat", f"/rooms/{ROOM}/events", f"/rooms/{ROOM}/updates",
+           f"/rooms/{ROOM}/messages", form=True)
 
 
 # -- the client processes ----------------------------------------------------------------
@@ -88,6 +120,7 @@ class _Client:
     """One client process's connections, read through epoll."""
 
     port: int
+    app: App
     mode: str  # "sse" or "poll"
     start: int  # the cursor the connections start from (the newest message)
     probes: range  # ids whose arrival times are noted
@@ -99,8 +132,8 @@ class _Client:
     done: int = 0  # every connection has this id
 
     def request(self, after: int) -> bytes:
-        path = "/events" if self.mode == "sse" else "/poll"
-        return f"GET {path}?after={after} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        path = self.app.stream_path if self.mode == "sse" else self.app.poll_path
+        return f"GET {path}?after={after} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
 
     def open(self, count: int, epoll: select.epoll, slow: bool = False) -> None:
         for _ in range(count):
@@ -164,17 +197,17 @@ class _Client:
             conn.tail = text
             return
         answer, conn.tail, conn.length = text[:conn.length], text[conn.length:], -1
-        ids = _ID.findall(answer)
+        ids = _POLL_ID[self.app.name].findall(answer)
         if ids:
             self.got(conn, ids)
         conn.sock.send(self.request(conn.last))
 
 
-def client_main(control: Connection, port: int, mode: str, start: int, count: int,
+def client_main(control: Connection, port: int, app: App, mode: str, start: int, count: int,
                 slow: int, probes: range) -> None:
     """A client process: open ``count`` connections (and ``slow`` that never read)
     from cursor ``start``, then read, telling the parent each id every connection has."""
-    client = _Client(port, mode, start, probes)
+    client = _Client(port, app, mode, start, probes)
     epoll = select.epoll()
     try:
         client.open(count, epoll)
@@ -204,8 +237,8 @@ def client_main(control: Connection, port: int, mode: str, start: int, count: in
 class Clients:
     """``processes`` client processes sharing ``count`` connections."""
 
-    def __init__(self, port: int, mode: str, start: int, count: int, processes: int,
-                 probes: range = range(0), slow: int = 0) -> None:
+    def __init__(self, port: int, app: App, mode: str, start: int, count: int,
+                 processes: int, probes: range = range(0), slow: int = 0) -> None:
         self.count = count
         ctx = mp.get_context("fork")
         self.pipes: list[Connection] = []
@@ -214,8 +247,8 @@ class Clients:
         for i, n in enumerate(share):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=client_main,
-                               args=(child, port, mode, start, n, slow if i == 0 else 0,
-                                     probes),
+                               args=(child, port, app, mode, start, n,
+                                     slow if i == 0 else 0, probes),
                                daemon=True)
             proc.start()
             self.pipes.append(parent)
@@ -250,7 +283,7 @@ class Clients:
                 self.done[self.pipes.index(pipe)] = message[1]
 
     def results(self) -> tuple[int, dict[int, list[float]]]:
-        errors, arrivals = 0, {}
+        errors, arrivals = 0, {}  # type: tuple[int, dict[int, list[float]]]
         for pipe in self.pipes:
             pipe.send("stop")
             while True:
@@ -280,24 +313,49 @@ class Clients:
 
 
 class Publisher:
-    """``POST /publish`` on one kept-alive connection; the cursor it got back."""
+    """Publishes on one kept-alive connection (the plain app's ``POST /publish``, or a
+    chat message through its API); the cursor (message id) each publish got."""
 
-    def __init__(self, port: int, size: int = 16) -> None:
+    def __init__(self, port: int, app: App, size: int = 16, chat: ChatClient | None = None,
+                 ) -> None:
         self.sock = socket.create_connection((HOST, port), timeout=30)
-        self.body = b"x" * size
-        self.head = (f"POST /publish HTTP/1.1\r\nHost: bench\r\nContent-Length: "
-                     f"{size}\r\n\r\n").encode()
+        self.app = app
+        text = "x" * size
+        if chat is not None:
+            self.request = chat.raw_post(app.publish_path, {"text": text, "nick": "bench"},
+                                         keep_alive=True)
+        else:
+            self.request = (f"POST {app.publish_path} HTTP/1.1\r\nHost: {HOST}\r\n"
+                            f"Content-Length: {size}\r\n\r\n{text}").encode()
+        self.buffer = b""
 
     def publish(self) -> tuple[int, float]:
         sent = time.perf_counter()
-        self.sock.sendall(self.head + self.body)
-        data = b""
-        while not data.endswith(b"}"):
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise BenchError("the server closed the publisher's connection")
-            data += chunk
-        return int(data.rsplit(b":", 1)[1].rstrip(b"}")), sent
+        self.sock.sendall(self.request)
+        head, body = self._answer()
+        if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.1 201")):
+            raise BenchError(f"publishing answered {head[:200]!r} {body[:200]!r}")
+        return int(re.search(rb'"(?:id|published)": ?(\d+)', body).group(1)), sent  # type: ignore[union-attr]
+
+    def _answer(self) -> tuple[bytes, bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            self._read()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        match = _LENGTH.search(head + b"\r\n")
+        if match is None:
+            raise BenchError(f"an answer without Content-Length: {head[:200]!r}")
+        length = int(match.group(1))
+        while len(rest) < length:
+            self._read()
+            rest = self.buffer.partition(b"\r\n\r\n")[2]
+        self.buffer = rest[length:]
+        return head, rest[:length]
+
+    def _read(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise BenchError("the server closed the publisher's connection")
+        self.buffer += chunk
 
     def close(self) -> None:
         self.sock.close()
@@ -349,14 +407,42 @@ def spread(sent: list[tuple[int, float]], arrivals: dict[int, list[float]]) -> d
             "probes": len(rows)}
 
 
-def bench_streams(server: ServerProcess, streams: int, messages: int, processes: int,
+@dataclass
+class Target:
+    """A running server of an ``App`` and what publishing on it needs."""
+
+    server: ServerProcess
+    app: App
+    chat: ChatClient | None = None
+
+    def cursor(self) -> int:
+        """The newest cursor: what a client starting now starts from."""
+        if self.chat is None:
+            return int(self.server.stats()["published_total"])
+        code, body = self.chat.request("GET", f"/rooms/{ROOM}/messages")
+        if code != 200:
+            raise BenchError(f"GET /rooms/{ROOM}/messages answered {code}")
+        return max([m["id"] for m in json.loads(body)["messages"]], default=0)
+
+    def clients(self, mode: str, count: int, processes: int, probes: range = range(0),
+                slow: int = 0) -> tuple[Clients, int]:
+        start = self.cursor()
+        return Clients(self.server.port, self.app, mode, start, count, processes,
+                       probes, slow), start
+
+    def publisher(self, size: int = 16) -> Publisher:
+        return Publisher(self.server.port, self.app, size, self.chat)
+
+
+def bench_streams(target: Target, streams: int, messages: int, processes: int,
                   probes: int) -> dict:
-    port = server.port
+    server = target.server
     rss0 = server.rss_kib()
-    base = server.stats()["published_total"]
+    base = target.cursor()
+    # Chat ids are message ids; the probes are the messages after the load's.
     probe_ids = range(base + messages + 1, base + messages + probes + 1)
-    clients = Clients(port, "sse", base, streams, processes, probe_ids)
-    publisher = Publisher(port)
+    clients, _ = target.clients("sse", streams, processes, probe_ids)
+    publisher = target.publisher()
     try:
         wait_for(server, "event_streams", streams)
         rss1 = server.rss_kib()
@@ -372,13 +458,12 @@ def bench_streams(server: ServerProcess, streams: int, messages: int, processes:
             "errors": errors, "kib_per_stream": (rss1 - rss0) / streams}
 
 
-def bench_polls(server: ServerProcess, polls: int, messages: int, processes: int) -> dict:
-    port = server.port
-    clients = Clients(port, "poll", server.stats()["published_total"], polls, processes)
-    publisher = Publisher(port)
+def bench_polls(target: Target, polls: int, messages: int, processes: int) -> dict:
+    clients, _ = target.clients("poll", polls, processes)
+    publisher = target.publisher()
     try:
-        wait_for(server, "parked", polls)
-        load = run_load(server, clients, publisher, messages)
+        wait_for(target.server, "parked", polls)
+        load = run_load(target.server, clients, publisher, messages)
         errors, _ = clients.results()
     finally:
         publisher.close()
@@ -386,17 +471,17 @@ def bench_polls(server: ServerProcess, polls: int, messages: int, processes: int
     return {"polls": polls, **load, "errors": errors}
 
 
-def bench_slow(server: ServerProcess, streams: int, size: int, messages: int,
+def bench_slow(target: Target, streams: int, size: int, messages: int,
                processes: int) -> dict:
     """The others' latency with one client that never reads, and without it."""
+    server = target.server
     out = {}
     for slow in (0, 1):
-        port = server.port
         cut0 = server.stats()["event_streams_cut_slow"]
-        base = server.stats()["published_total"]
-        probe_ids = range(base + 1, base + messages + 1)
-        clients = Clients(port, "sse", base, streams, processes, probe_ids, slow=slow)
-        publisher = Publisher(port, size)
+        base = target.cursor()
+        clients, _ = target.clients("sse", streams, processes,
+                                    range(base + 1, base + messages + 1), slow)
+        publisher = target.publisher(size)
         try:
             wait_for(server, "event_streams", streams + slow)
             sent = latencies(clients, publisher, messages)
@@ -414,6 +499,27 @@ def bench_slow(server: ServerProcess, streams: int, size: int, messages: int,
     return out
 
 
+@contextlib.contextmanager
+def serve(app: App) -> Iterator[Target]:
+    """The server of ``app``: the plain bench app, or the chat on a fresh database."""
+    if app is PLAIN:
+        with ServerProcess(wsgi_app_argv("bench.apps:comet", "--no-access-log"),
+                           name="comet-sse") as server:
+            yield Target(server, app)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-sse-") as workdir:
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir}/db.sqlite3",
+               **PRODUCTION_ENV, **CHAT_LIMITS_OFF,
+               "DJANGO_SETTINGS_MODULE": "chatsite.settings", "PYTHONUNBUFFERED": "1"}
+        env.pop("COMET_BROKER", None)  # one process: the in-process hub
+        manage("migrate", "--noinput", env=env)
+        with ServerProcess(runcomet_argv("--no-access-log"), name="runcomet",
+                           env=env) as server:
+            chat = ChatClient(server.port)
+            setup_room(chat, ROOM, "bench_sse.py")
+            yield Target(server, app, chat)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", default=None,
@@ -421,8 +527,11 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=None,
                         help="messages per throughput run (default 400; 100 with --quick)")
     parser.add_argument("--clients", type=int, default=3, help="client processes")
+    parser.add_argument("--app", choices=("plain", "chat"), default="plain",
+                        help="the bare server's bench app, or the chat through Django")
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     args = parser.parse_args()
+    app = PLAIN if args.app == "plain" else CHAT
     counts = [int(n) for n in (args.streams or ("1000" if args.quick else "1000,10000"))
               .split(",")]
     messages = args.messages or (100 if args.quick else 400)
@@ -432,15 +541,14 @@ def main() -> int:
     load = os.getloadavg()[0]
     results: dict = {}
     try:
-        with ServerProcess(wsgi_app_argv("bench.apps:comet", "--no-access-log"),
-                           name="comet-sse") as server:
+        with serve(app) as target:
             for n in counts:
                 results[f"streams_{n}"] = bench_streams(
-                    server, n, messages if n <= 1000 else max(20, messages // 10),
+                    target, n, messages if n <= 1000 else max(20, messages // 10),
                     args.clients, probes)
-            results["polls_1000"] = bench_polls(server, min(counts), max(20, messages // 10),
+            results["polls_1000"] = bench_polls(target, min(counts), max(20, messages // 10),
                                                 args.clients)
-            results["slow"] = bench_slow(server, min(counts), SLOW_MESSAGE, SLOW_MESSAGES,
+            results["slow"] = bench_slow(target, min(counts), SLOW_MESSAGE, SLOW_MESSAGES,
                                          args.clients)
     except (BenchError, ServerError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"bench_sse: FAILED: {exc}", file=sys.stderr)
@@ -487,9 +595,10 @@ def main() -> int:
         ("  the slow client cut at --max-stream-buffer", f"{slow['with_slow']['cut']}", "1",
          verdict(slow["with_slow"]["cut"] == 1)),
     ]
-    print_table("Event streams (SSE) against long-polls, one server process", rows)
+    print_table(f"Event streams (SSE) against long-polls, one server process ({app.name})",
+                rows)
     busy_note(load)
-    save_results("bench_sse", results)
+    save_results(f"bench_sse_{app.name}", results)
     return 0
 
 
