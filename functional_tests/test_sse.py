@@ -94,7 +94,7 @@ def test_two_browsers_chat_over_sse_through_a_server_kill(own_server: ChatServer
 # nginx 1.22: proxy_buffering on alone still passes each event on as it arrives; gzip,
 # the usual culprit in the field, holds the headers and events until its buffer fills.)
 BUFFERING_CONF = nginx.CONF.replace(
-    "        location ~ ^/(rooms/.*/updates",
+    "        location ~ ^/(rooms/",
     """        location ~ /events$ {{
             proxy_pass http://chat;
             proxy_http_version 1.1;
@@ -105,8 +105,11 @@ BUFFERING_CONF = nginx.CONF.replace(
             gzip on;
             gzip_types text/event-stream;
         }}
-        location ~ ^/(rooms/.*/updates""",
+        location ~ ^/(rooms/""", 1,
 ).replace("proxy_set_header Host $host;", "proxy_set_header Host $http_host;")
+
+
+assert BUFFERING_CONF.count("location ~ /events$") == 1, "nginx.CONF changed shape"
 
 
 class BufferingNginx(Nginx):

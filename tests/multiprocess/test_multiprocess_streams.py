@@ -102,8 +102,8 @@ def test_streams_on_two_processes_get_every_message_once_through_a_redis_restart
     try:
         wait_until(lambda: all(r.shown == [first] and r.connections == 1 for r in readers),
                    30, "every stream to open and replay the first message")
-        wait_until(lambda: a.stats()["streaming"] == READERS_PER_SERVER
-                   and b.stats()["streaming"] == READERS_PER_SERVER, 20,
+        wait_until(lambda: a.stats()["event_streams"] == READERS_PER_SERVER
+                   and b.stats()["event_streams"] == READERS_PER_SERVER, 20,
                    "the streams to be open on both processes")
 
         posted: list[int] = []
