@@ -88,6 +88,20 @@ def test_two_browsers_chat_over_sse_through_a_server_kill(own_server: ChatServer
         assert_each_once_in_order(page, texts)
         assert page.execute_script("return window.notReloaded === true;"), "page reloaded"
 
+    # The lobby follows its own stream: bob's list counts ann's next message live.
+    bob.get(base + "/")
+    until(bob, transport_is("sse"), "the lobby did not go live over EventSource", LIVE)
+    count = lobby_count(bob, "lobby")
+    type_message(ann, "counted in the lobby")
+    until(bob, lambda d: lobby_count(d, "lobby") == count + 1,
+          "the lobby's count did not go up by one over its stream", LIVE)
+
+
+def lobby_count(driver: WebDriver, slug: str) -> int:
+    return int(driver.execute_script(
+        "return document.querySelector('li.room[data-slug=\"' + arguments[0] + '\"] .count')"
+        ".textContent;", slug))
+
 
 # nginx holding the event streams back, as a misconfigured proxy would: the stream's
 # X-Accel-Buffering: no is ignored and the stream is gzipped.  (Observed with Debian's
