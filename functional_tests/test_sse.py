@@ -147,13 +147,15 @@ def test_the_page_falls_back_to_long_poll_behind_a_buffering_proxy(
     was still waiting on the stream."""
     ann, bob = browser, other_browser
     proxied = f"http://127.0.0.1:{buffering_proxy.port}"
-    open_room(ann, proxied, new_room, "ann")
     open_room(bob, chat_server.url(""), new_room, "bob")
-    chat_server.post_message(new_room, "while ann waits on the stream")
+    until(bob, transport_is("sse"), "the direct page is not on EventSource", LIVE)
+    open_room(ann, proxied, new_room, "ann")
+    # Posted through the server (it wakes whatever ann's page waits on), normally
+    # while ann's page still waits for its stream's first event.
+    type_message(bob, "while ann waits on the stream")
     until(ann, transport_is("longpoll"), "the page did not fall back to the long-poll",
           FALLBACK)
     assert ann.find_element("id", "transport").text == "live (long-poll)"
-    until(bob, transport_is("sse"), "the direct page is not on EventSource", LIVE)
     wait_for_message(ann, "while ann waits on the stream", timeout=LIVE)
 
     type_message(bob, "from bob over sse")
