@@ -171,7 +171,9 @@ class Exchange:
                     outcome = Delivery(ready)
                     continue
             elif isinstance(wait, FollowEvents):
-                if self.response.method == "HEAD":  # the headers say it all
+                if self.response.method == "HEAD":  # the head a GET gets, no body
+                    self.pending.clear()
+                    self._send_pending()
                     self.finish()
                     return
                 self.follow(wait)
