@@ -77,11 +77,6 @@ class Ledger:
                 if entry[0] <= 0:
                     del self._rooms[room_id]
 
-    def last(self, room_id: int) -> int | None:
-        with self._lock:
-            entry = self._rooms.get(room_id)
-            return None if entry is None else entry[1]
-
     def message_frame(self, room_id: int, cursor: int,
                       message: dict[str, Any] | None) -> ServerSentEvent:
         """The frame of the message event ``cursor`` (made once, then remembered)."""
