@@ -12,7 +12,8 @@
  * has no EventSource, when no event arrives within firstEventMs (something between
  * us and the server buffers the stream), or when the stream is refused (a non-200:
  * the long-poll then reloads the page on a stale cursor, or retries).
- * #status says Online / Reconnecting…; #transport says which transport is live. */
+ * #status says Online / Reconnecting… (not for the few seconds of an ordinary
+ * reconnect); #transport says which transport is live. */
 (function (window, $) {
   "use strict";
 
@@ -26,14 +27,17 @@
       .text(name === "sse" ? "live (SSE)" : "live (long-poll)");
   }
 
+  var RECONNECT_GRACE_MS = 4500;
+
   window.chatTransport = function (options) {
-    var source = null, poller = null, firstTimer = null, stopped = true;
+    var source = null, poller = null, firstTimer = null, offlineTimer = null, stopped = true;
     var firstEventMs = options.firstEventMs > 0 ? options.firstEventMs : 5000;
     var api = {name: window.EventSource ? "sse" : "longpoll"};
 
     function closeSource() {
       clearTimeout(firstTimer);
-      firstTimer = null;
+      clearTimeout(offlineTimer);
+      firstTimer = offlineTimer = null;
       if (source) { source.close(); source = null; }
     }
 
@@ -57,6 +61,8 @@
           firstTimer = null;
           setTransport("sse");
         }
+        clearTimeout(offlineTimer);
+        offlineTimer = null;
         setStatus(true);
         var data;
         try { data = JSON.parse(event.data); } catch (e) { return; }
@@ -71,8 +77,14 @@
         if (!source) { return; }
         if (source.readyState === window.EventSource.CLOSED) {
           fallBack();                  // refused (400, 404, 5xx...): the long-poll copes
-        } else {
-          setStatus(false);            // the browser reconnects by itself
+        } else if (offlineTimer === null) {
+          // The browser reconnects by itself after the stream's retry (3 s), as it does
+          // whenever a stream reaches its lifetime: say "Reconnecting…" only when the
+          // stream is not back (its first event) soon after that.
+          offlineTimer = setTimeout(function () {
+            offlineTimer = null;
+            setStatus(false);
+          }, RECONNECT_GRACE_MS);
         }
       };
       firstTimer = setTimeout(fallBack, firstEventMs);
