@@ -1,0 +1,672 @@
+"""Server-Sent Events (``event_stream``) on a real runcomet server, black-box.
+
+Most tests share one server (``comet``) and use channels of their own.  The bytes are
+read off raw sockets where they matter (framing, ids, heartbeats, the last chunk); what
+a browser would make of them is checked with a real SSE client (httpx-sse, whose line
+splitting and field rules follow the WHATWG spec).
+
+A stream is registered with the hub in the same loop turn that writes its ``retry:``
+line, so once a client has read that line a publish is sure to reach it: no test waits
+for a stream to "settle".  Nothing sleeps a fixed time; socket timeouts are safety nets.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import requests
+from django.test import Client
+from httpx_sse import EventSource, ServerSentEvent, connect_sse
+
+from comet_server import get_hub, publish as publish_in_process
+from tests.helpers.http import (
+    RawResponse,
+    build_request,
+    connect,
+    is_closed,
+    read_chunk,
+    read_head,
+    read_response,
+)
+from tests.helpers.proc import SERVER_ENV, ServerProcess, launch, runcomet_argv, wait_until
+
+RETRY_FRAME = b"retry: 3000\n\n"
+PING_FRAME = b": ping\n\n"
+
+
+def new_channel(prefix: str) -> str:
+    """A channel no other test uses (the shared server keeps history per channel)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def publish(server: ServerProcess, channel: str, payload: object,
+            cursor: int | None = None) -> None:
+    query = f"?cursor={cursor}" if cursor is not None else ""
+    response = requests.post(server.url(f"/pub/{channel}{query}"), json=payload, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+class RawStream:
+    """One event stream on a raw socket: its head as sent, then its frames one by one
+    (a frame is everything up to a blank line), de-chunked on HTTP/1.1."""
+
+    def __init__(self, server: ServerProcess, path: str, *, version: str = "HTTP/1.1",
+                 headers: dict[str, str] | None = None, timeout: float = 15.0) -> None:
+        self.sock = connect(server.port, timeout=timeout)
+        self.reader = self.sock.makefile("rb")
+        self.sock.sendall(build_request("GET", path, version=version, headers=headers))
+        self.head: RawResponse = read_head(self.reader)
+        self.chunked = (self.head.header("Transfer-Encoding") or "").lower() == "chunked"
+        self.buffer = b""
+        self.raw = b""  # every body byte received (de-chunked)
+        self.ended = False  # the body ended (last chunk, or EOF)
+        self.times: list[float] = []  # when each frame was taken off the wire
+
+    @property
+    def complete(self) -> bool:
+        """The stream ended with its last chunk (not cut)."""
+        return self.head.complete
+
+    def _more(self) -> bool:
+        if self.ended:
+            return False
+        if self.chunked:
+            data = read_chunk(self.reader, self.head)
+        else:
+            data = self.reader.read1(65536) or None
+        if data is None:
+            self.ended = True
+            return False
+        self.buffer += data
+        self.raw += data
+        return True
+
+    def next_frame(self) -> bytes | None:
+        """The next frame, blank line included; None once the stream ended."""
+        while b"\n\n" not in self.buffer:
+            if not self._more():
+                return None
+        frame, _, self.buffer = self.buffer.partition(b"\n\n")
+        self.times.append(time.monotonic())
+        return frame + b"\n\n"
+
+    def next_event(self) -> bytes | None:
+        """The next frame that is not a heartbeat."""
+        while (frame := self.next_frame()) == PING_FRAME:
+            pass
+        return frame
+
+    def rest(self) -> list[bytes]:
+        """Every frame up to the end of the stream."""
+        frames = []
+        while (frame := self.next_frame()) is not None:
+            frames.append(frame)
+        return frames
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def __enter__(self) -> RawStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def field_lines(frame: bytes, name: bytes) -> list[bytes]:
+    return [line for line in frame.split(b"\n") if line.startswith(name + b":")]
+
+
+def ids_of(frames: list[bytes]) -> list[bytes]:
+    return [line[4:] for frame in frames for line in field_lines(frame, b"id")]
+
+
+@contextmanager
+def sse_client(server: ServerProcess, path: str, headers: dict[str, str] | None = None,
+               ) -> Iterator[Iterator[ServerSentEvent]]:
+    """The stream as a real SSE client parses it.  Its first item is checked to be the
+    ``retry`` field alone (the stream is then registered); the events follow."""
+    with httpx.Client(timeout=15.0) as client, \
+            connect_sse(client, "GET", server.url(path), headers=headers or {}) as source:
+        assert isinstance(source, EventSource)
+        events = source.iter_sse()
+        first = next(events)
+        assert (first.retry, first.data, first.event) == (3000, "", "message"), first
+        yield dispatched(events)
+
+
+def dispatched(events: Iterator[ServerSentEvent]) -> Iterator[ServerSentEvent]:
+    """The events a browser dispatches: httpx-sse also yields a blank line's "event"
+    after an ``id:`` was once seen (a heartbeat's blank line then shows up as an empty
+    event with the old id), which browsers drop since their data is empty.  No test
+    here publishes empty data."""
+    return (event for event in events if event.data != "")
+
+
+# -- framing (shared server) ------------------------------------------------------------
+
+
+def test_headers_chunked_and_retry_first(comet: ServerProcess) -> None:
+    """The head says event-stream, never cache, never buffer; the body is chunked on
+    HTTP/1.1 and starts with the ``retry:`` field (?retry= in seconds -> ms)."""
+    channel = new_channel("head")
+    with RawStream(comet, f"/sse/{channel}?retry=1.5") as stream:
+        head = stream.head
+        assert (head.version, head.status) == ("HTTP/1.1", 200)
+        content_type = head.header("Content-Type") or ""
+        assert content_type.split(";")[0].strip() == "text/event-stream"
+        assert "utf-8" in content_type.lower()
+        assert head.header("Cache-Control") == "no-store"
+        assert head.header("X-Accel-Buffering") == "no"
+        assert head.header("Transfer-Encoding") == "chunked"
+        assert head.header("Content-Length") is None
+        assert stream.next_frame() == b"retry: 1500\n\n"
+        assert head.raw_chunk_sizes == [b"d\r\n"]  # one chunk holding exactly that frame
+        publish(comet, channel, "x", cursor=1)
+        assert stream.next_event() == b'id: 1\ndata: "x"\n\n'
+
+
+def test_ids_only_on_events_with_a_cursor(comet: ServerProcess) -> None:
+    """``id:`` (the browser's resume point) is written on cursored events only: not on
+    signals, skipped events or heartbeats; the event name follows the id."""
+    channel = new_channel("ids")
+    with RawStream(comet, f"/sse/{channel}?heartbeat=0.2") as stream:
+        assert stream.next_frame() == RETRY_FRAME
+        publish(comet, channel, {"name": "chat", "data": "hello"}, cursor=7)
+        publish(comet, channel, {"typing": "ann"})  # a signal
+        publish(comet, channel, {"skip": True}, cursor=8)  # rendered as nothing at all
+        publish(comet, channel, {"name": "chat", "data": "again"}, cursor=9)
+        assert stream.next_event() == b"id: 7\nevent: chat\ndata: hello\n\n"
+        assert stream.next_event() == b'data: {"typing": "ann"}\n\n'
+        assert stream.next_event() == b"id: 9\nevent: chat\ndata: again\n\n"
+        # Idle now: heartbeats come, each a bare comment without an id.
+        assert stream.next_frame() == PING_FRAME
+        assert stream.next_frame() == PING_FRAME
+        assert ids_of([stream.raw]) == [b"7", b"9"]
+
+
+@pytest.mark.parametrize("separator", ["\n", "\r\n", "\r"])
+def test_multiline_data_is_split_into_data_lines(comet: ServerProcess, separator: str) -> None:
+    """Data with LF, CRLF or CR breaks becomes one ``data:`` line per line (a raw CR
+    would end the line for the client); a client joins them with LF."""
+    channel = new_channel("lines")
+    text = separator.join(["first", "", "  indented", "last"])
+    with RawStream(comet, f"/sse/{channel}") as stream:
+        assert stream.next_frame() == RETRY_FRAME
+        publish(comet, channel, {"name": "multi", "data": text}, cursor=1)
+        frame = stream.next_event()
+        assert frame == (b"id: 1\nevent: multi\ndata: first\ndata: \ndata:   indented\n"
+                         b"data: last\n\n")
+        assert b"\r" not in stream.raw
+    with sse_client(comet, f"/sse/{channel}?after=0") as events:
+        event = next(events)
+        assert (event.event, event.id, event.data) == ("multi", "1", "first\n\n  indented\nlast")
+
+
+def test_utf8_survives_the_wire_and_the_client(comet: ServerProcess) -> None:
+    """Non-ASCII text and emoji go out as UTF-8 bytes and come back intact, in data
+    and in event names; a JSON message keeps its non-ASCII text too."""
+    channel = new_channel("utf8")
+    text = "héllo wörld — 日本語 🎉👍🏽"
+    with RawStream(comet, f"/sse/{channel}") as stream:
+        assert stream.next_frame() == RETRY_FRAME
+        publish(comet, channel, {"name": "grüße", "data": text}, cursor=1)
+        assert stream.next_event() == f"id: 1\nevent: grüße\ndata: {text}\n\n".encode()
+    with sse_client(comet, f"/sse/{channel}?after=0") as events:
+        event = next(events)
+        assert (event.event, event.data) == ("grüße", text)
+        publish(comet, channel, {"text": text}, cursor=2)
+        event = next(events)
+        assert (event.event, event.id) == ("message", "2")
+        assert json.loads(event.data) == {"text": text}
+
+
+def test_http10_stream_is_close_delimited(comet: ServerProcess) -> None:
+    """HTTP/1.0 has no chunks: the frames are the body as is, and the stream ends by
+    closing the connection."""
+    channel = new_channel("http10")
+    with RawStream(comet, f"/sse/{channel}?lifetime=1", version="HTTP/1.0") as stream:
+        assert stream.head.version == "HTTP/1.0"
+        assert stream.head.header("Transfer-Encoding") is None
+        assert stream.head.header("Content-Length") is None
+        assert (stream.head.header("Connection") or "").lower() == "close"
+        assert stream.next_frame() == RETRY_FRAME
+        publish(comet, channel, {"name": "n", "data": "one"}, cursor=1)
+        assert stream.next_event() == b"id: 1\nevent: n\ndata: one\n\n"
+        assert stream.rest() in ([], [PING_FRAME])  # then the connection closes
+        assert stream.ended and stream.buffer == b""
+
+
+def test_head_gets_the_headers_only_and_the_connection_stays_usable(
+        comet: ServerProcess) -> None:
+    """HEAD: GET's head, no body, no stream left open; the next request is served."""
+    channel = new_channel("head")
+    with connect(comet.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("HEAD", f"/sse/{channel}"))
+        response = read_response(reader, head=True)
+        assert response.status == 200
+        assert (response.header("Content-Type") or "").startswith("text/event-stream")
+        assert response.header("Cache-Control") == "no-store"
+        sock.sendall(build_request("GET", "/hello"))
+        assert read_response(reader).body == b"hello"  # no stray body bytes before it
+
+
+@pytest.mark.xfail(strict=True, reason="HEAD on an event stream answers Content-Length: 13 "
+                   "(the retry frame's size), which GET would not send (RFC 9110 §8.6)")
+def test_head_does_not_claim_a_content_length(comet: ServerProcess) -> None:
+    """A GET of a stream has no length (chunked, unbounded): HEAD must not send a
+    Content-Length that is not the GET body's (RFC 9110 §8.6, a MUST NOT)."""
+    channel = new_channel("headlen")
+    with connect(comet.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("HEAD", f"/sse/{channel}"))
+        response = read_response(reader, head=True)
+    assert response.header("Content-Length") is None
+
+
+# -- resuming (shared server) -------------------------------------------------------------
+
+
+def test_last_event_id_header_beats_the_after_parameter(comet: ServerProcess) -> None:
+    """A reconnecting browser sends Last-Event-ID; it wins over the page's ?after=."""
+    channel = new_channel("resume")
+    for cursor in range(1, 6):
+        publish(comet, channel, {"name": "m", "data": f"m{cursor}"}, cursor=cursor)
+    with sse_client(comet, f"/sse/{channel}?after=1", {"Last-Event-ID": "3"}) as events:
+        assert [(e.id, e.data) for e in (next(events), next(events))] == [("4", "m4"),
+                                                                           ("5", "m5")]
+        publish(comet, channel, {"name": "m", "data": "m6"}, cursor=6)
+        assert (next(events).id) == "6"
+    with sse_client(comet, f"/sse/{channel}?after=4") as events:  # no header: ?after=
+        assert next(events).id == "5"
+
+
+def test_replay_then_history_then_live_without_duplicates(comet: ServerProcess) -> None:
+    """Resuming at 10: the view's replay (11-13), then what the server's history holds
+    past the replay (14, 15), then live events; a publish at or below the resume point
+    is never sent, signals always are."""
+    channel = new_channel("replay")
+    for cursor in (9, 12, 13, 14, 15):  # the server's short history
+        publish(comet, channel, {"name": "hist", "data": f"h{cursor}"}, cursor=cursor)
+    with RawStream(comet, f"/sse/{channel}?replay=3",
+                   headers={"Last-Event-ID": "10"}) as stream:
+        opening = [stream.next_frame() for _ in range(6)]
+        assert opening == [
+            RETRY_FRAME,
+            b"id: 11\nevent: replayed\ndata: replayed 11\n\n",
+            b"id: 12\nevent: replayed\ndata: replayed 12\n\n",
+            b"id: 13\nevent: replayed\ndata: replayed 13\n\n",
+            b"id: 14\nevent: hist\ndata: h14\n\n",
+            b"id: 15\nevent: hist\ndata: h15\n\n",
+        ]
+        publish(comet, channel, {"name": "dup", "data": "13 again"}, cursor=13)
+        publish(comet, channel, {"name": "dup", "data": "15 again"}, cursor=15)
+        publish(comet, channel, {"name": "sig", "data": "a signal"})
+        publish(comet, channel, {"name": "live", "data": "l16"}, cursor=16)
+        publish(comet, channel, {"name": "dup", "data": "14 again"}, cursor=14)
+        publish(comet, channel, {"name": "live", "data": "l17"}, cursor=17)
+        # The hub hands batches over in order: a duplicate would come before these.
+        assert stream.next_event() == b"event: sig\ndata: a signal\n\n"
+        assert stream.next_event() == b"id: 16\nevent: live\ndata: l16\n\n"
+        assert stream.next_event() == b"id: 17\nevent: live\ndata: l17\n\n"
+        assert ids_of([stream.raw]) == [str(n).encode() for n in range(11, 18)]
+        assert b"again" not in stream.raw
+
+
+def test_history_past_the_cursor_is_sent_on_connect(comet: ServerProcess) -> None:
+    """Events published between a page's load and its stream's start are not lost."""
+    channel = new_channel("gap")
+    for cursor in (1, 2, 3):
+        publish(comet, channel, f"m{cursor}", cursor=cursor)
+    publish(comet, channel, "a signal: not kept")
+    with sse_client(comet, f"/sse/{channel}?after=1") as events:
+        assert [(e.id, e.data) for e in (next(events), next(events))] == [
+            ("2", '"m2"'), ("3", '"m3"')]
+        publish(comet, channel, "m4", cursor=4)
+        assert (next(events).id, ) == ("4",)
+
+
+def test_resync_sends_one_resync_event_then_goes_live(comet: ServerProcess) -> None:
+    """When the gap is too large to replay the client gets one ``resync`` event
+    (no id: it is no resume point), then the live stream."""
+    channel = new_channel("resync")
+    with RawStream(comet, f"/sse/{channel}?resync=1",
+                   headers={"Last-Event-ID": "500"}) as stream:
+        assert stream.next_frame() == RETRY_FRAME
+        assert stream.next_frame() == b"event: resync\ndata: {}\n\n"
+        publish(comet, channel, {"name": "m", "data": "after"}, cursor=501)
+        assert stream.next_event() == b"id: 501\nevent: m\ndata: after\n\n"
+        assert stream.raw.count(b"resync") == 1
+    with sse_client(comet, f"/sse/{channel}?resync=1",
+                    {"Last-Event-ID": "501"}) as events:
+        event = next(events)
+        assert (event.event, event.data, event.id) == ("resync", "{}", "")
+
+
+# -- heartbeats (shared server) -------------------------------------------------------------
+
+
+def test_an_idle_stream_gets_heartbeats(comet: ServerProcess) -> None:
+    """With ?heartbeat=0.3 an idle stream gets ``: ping`` comments, paced (not a flood),
+    and nothing else."""
+    channel = new_channel("idle")
+    with RawStream(comet, f"/sse/{channel}?heartbeat=0.3") as stream:
+        assert stream.next_frame() == RETRY_FRAME
+        t0 = time.monotonic()
+        pings = [stream.next_frame() for _ in range(3)]
+        elapsed = time.monotonic() - t0
+    assert pings == [PING_FRAME] * 3
+    assert elapsed >= 0.6, elapsed  # 3 beats of 0.3 s (the first may come at 0.3 s)
+    assert stream.buffer == b""
+
+
+def test_a_busy_stream_is_not_pinged_needlessly(comet: ServerProcess) -> None:
+    """Events published back to back for five heartbeat periods: a ping may only follow
+    a silence (a stalled machine), never come right behind an event."""
+    heartbeat = 0.5
+    channel = new_channel("busy")
+    pings: list[float] = []  # for each ping, the silence before it as the client saw it
+    with RawStream(comet, f"/sse/{channel}?heartbeat={heartbeat}") as stream:
+        assert stream.next_frame() == RETRY_FRAME
+        last = time.monotonic()
+        end = last + 5 * heartbeat
+        cursor = 0
+        while time.monotonic() < end:
+            cursor += 1
+            publish(comet, channel, cursor, cursor=cursor)
+            while (frame := stream.next_frame()) == PING_FRAME:
+                pings.append(stream.times[-1] - last)
+                last = stream.times[-1]
+            assert frame == b"id: %d\ndata: %d\n\n" % (cursor, cursor)
+            last = stream.times[-1]
+    assert cursor >= 10, cursor
+    needless = [gap for gap in pings if gap < heartbeat / 2]
+    assert not needless, f"pings {needless} s after an event (heartbeat {heartbeat} s)"
+
+
+# -- lifetime (shared server) -------------------------------------------------------------
+
+
+def test_lifetime_ends_the_stream_cleanly_and_keeps_the_connection(
+        comet: ServerProcess) -> None:
+    """?lifetime=1: after about a second the stream ends with its last chunk (the
+    browser reconnects), and the same connection serves the next request."""
+    channel = new_channel("lifetime")
+    stream = RawStream(comet, f"/sse/{channel}?lifetime=1")
+    try:
+        t0 = time.monotonic()
+        assert stream.next_frame() == RETRY_FRAME
+        assert stream.rest() in ([], [PING_FRAME])
+        elapsed = time.monotonic() - t0
+        assert stream.complete, "cut without the last chunk"
+        assert 0.9 <= elapsed < 5, elapsed
+        assert stream.head.header("Connection") is None  # kept alive
+        stream.sock.sendall(build_request("GET", "/hello"))
+        assert read_response(stream.reader).body == b"hello"
+        stream.sock.sendall(build_request("GET", f"/sse/{channel}?lifetime=0.3"))
+        again = read_response(stream.reader)  # a second stream on the same connection
+        assert again.complete and again.body.startswith(RETRY_FRAME)
+    finally:
+        stream.close()
+
+
+def test_the_client_library_sees_the_end_and_can_resume(comet: ServerProcess) -> None:
+    """An SSE client reads to the end of a stream that reached its lifetime, then
+    resumes from the last id it saw (what a browser does)."""
+    channel = new_channel("reconnect")
+    seen: list[ServerSentEvent] = []
+    with sse_client(comet, f"/sse/{channel}?lifetime=1") as events:
+        publish(comet, channel, {"name": "m", "data": "one"}, cursor=1)
+        seen.extend(events)  # ends by itself
+    assert [(e.id, e.data) for e in seen] == [("1", "one")]
+    publish(comet, channel, {"name": "m", "data": "two"}, cursor=2)
+    with sse_client(comet, f"/sse/{channel}", {"Last-Event-ID": seen[-1].id}) as events:
+        assert (next(events).data) == "two"
+
+
+# -- a client that does not read: cut, bounded memory (own server) ----------------------------
+
+BIG = 60_000  # bytes of data per event (a frame is a little more)
+BIG_EVENTS = 120  # 7 MB a round: more than every kernel buffer on the way can hold
+
+
+def test_a_client_that_never_reads_is_cut_and_memory_stays_flat(start_server) -> None:
+    """With --max-stream-buffer 65536 a stream whose client reads nothing is cut once
+    that much piles up (the stats count it, the connection closes), another stream on
+    the same channel gets every event, and four such rounds leave the RSS flat."""
+    server = start_server("--max-stream-buffer", "65536", "--no-access-log")
+    channel = "slow"
+    good = RawStream(server, f"/sse/{channel}", timeout=30)
+    assert good.next_frame() == RETRY_FRAME
+    got: list[bytes] = []
+    failed: list[BaseException] = []
+
+    def read_all() -> None:
+        try:
+            while (frame := good.next_event()) is not None:
+                got.extend(field_lines(frame, b"id"))
+        except BaseException as exc:  # noqa: BLE001 (reported by the test)
+            failed.append(exc)
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    cursor = 0
+    rss: list[int] = []
+    try:
+        for round_ in range(4):
+            slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+            slow.settimeout(30)
+            slow.connect(("127.0.0.1", server.port))
+            slow.sendall(build_request("GET", f"/sse/{channel}"))
+            server.wait_stats(lambda s: s["event_streams"] == 2, message="the slow stream")
+            for _ in range(BIG_EVENTS):
+                cursor += 1
+                publish(server, channel, {"name": "big", "data": "x" * BIG}, cursor=cursor)
+            server.wait_stats(lambda s, n=round_ + 1: s["event_streams_cut_slow"] == n
+                              and s["event_streams"] == 1, timeout=10,
+                              message=f"the slow stream of round {round_} cut")
+            assert is_closed(slow, timeout=10)
+            slow.close()
+            wait_until(lambda: len(got) >= cursor or failed, 30, "the good stream to catch up")
+            assert not failed, failed
+            assert got == [b"id: %d" % n for n in range(1, cursor + 1)]
+            rss.append(server.rss_kib())
+        stats = server.stats()
+        assert stats["event_streams_cut_slow"] == 4 and stats["event_streams"] == 1
+        # One round pushes 7 MB through the server; a leak of a cut stream's buffer
+        # would add megabytes a round.  Round 1 is the warm-up.
+        assert rss[-1] - rss[0] < 4096, f"RSS after each round (KiB): {rss}"
+    finally:
+        good.close()
+        reader.join(10)
+    assert "Traceback" not in server.stderr()
+
+
+# -- the server stopping (own server) -----------------------------------------------------------
+
+
+def test_sigterm_ends_every_stream_with_its_last_chunk_and_exits_zero(start_server) -> None:
+    """SIGTERM with open streams: each ends cleanly (last chunk; HTTP/1.0 by a close),
+    and the process exits 0 long before its 30 s grace period."""
+    server = start_server("--shutdown-grace", "30")
+    streams = [RawStream(server, f"/sse/drain-{i}") for i in range(3)]
+    old = RawStream(server, "/sse/drain-10", version="HTTP/1.0")
+    try:
+        for stream in [*streams, old]:
+            assert stream.next_frame() == RETRY_FRAME
+        server.wait_stats(lambda s: s["event_streams"] == 4, message="four streams")
+        t0 = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        for stream in streams:
+            assert stream.rest() == []
+            assert stream.complete, "a stream was cut instead of ended"
+        assert old.rest() == [] and old.ended
+        code = server.proc.wait(timeout=10)
+        assert time.monotonic() - t0 < 5
+        assert code == 0, server.stderr()[-3000:]
+    finally:
+        for stream in [*streams, old]:
+            stream.close()
+    assert "Traceback" not in server.stderr()
+
+
+# -- an event that cannot be rendered (own server: its log is read) -----------------------------
+
+
+def test_a_render_error_cuts_the_streams_and_is_logged_once(start_server) -> None:
+    """``{"fail": true}`` makes the renderer raise: every stream of that batch is cut
+    (no last chunk, and no 500 written into a started stream), the error is logged
+    once for the batch, other channels' streams go on and the server keeps serving."""
+    server = start_server()
+    channel, other = "poison", "bystander"
+    victims = [RawStream(server, f"/sse/{channel}") for _ in range(3)]
+    bystander = RawStream(server, f"/sse/{other}")
+    try:
+        for stream in [*victims, bystander]:
+            assert stream.next_frame() == RETRY_FRAME
+        publish(server, channel, {"name": "m", "data": "fine"}, cursor=1)
+        for stream in victims:
+            assert stream.next_event() == b"id: 1\nevent: m\ndata: fine\n\n"
+        publish(server, channel, {"fail": True}, cursor=2)
+        for stream in victims:
+            assert stream.rest() == []
+            assert stream.ended and not stream.complete, "a failed stream looked complete"
+            assert b"HTTP/1.1" not in stream.raw and b"Internal Server Error" not in stream.raw
+        publish(server, other, {"name": "m", "data": "still here"}, cursor=1)
+        assert bystander.next_event() == b"id: 1\nevent: m\ndata: still here\n\n"
+        server.wait_stats(lambda s: s["event_streams"] == 1, message="the cut streams gone")
+        assert requests.get(server.url("/hello"), timeout=10).text == "hello"
+    finally:
+        for stream in [*victims, bystander]:
+            stream.close()
+    log = server.stderr()
+    assert log.count("error framing events for a stream") == 1, log[-3000:]
+    assert log.count("this event cannot be rendered") == 1, log[-3000:]
+
+
+# -- the broker reconnecting (own server, own Redis) --------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port (the shared one is left alone)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self.alive, 10, "the private Redis")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def test_a_broker_reconnect_ends_streams_so_clients_resume(tmp_path: Path) -> None:
+    """Redis restarting means events may have been missed: once the server has
+    subscribed again every stream ends (cleanly: the client resumes from its last id
+    and the view replays from the store), and the connection serves on."""
+    redis_server = PrivateRedis(tmp_path)
+    redis_server.start()
+    server = None
+    try:
+        env = {**SERVER_ENV, "COMET_BROKER": f"redis://127.0.0.1:{redis_server.port}/0"}
+        server = launch(runcomet_argv(), tmp_path, "broker", env=env)
+        stream = RawStream(server, "/sse/brokered")
+        try:
+            assert stream.next_frame() == RETRY_FRAME
+            publish(server, "brokered", {"name": "m", "data": "via redis"}, cursor=1)
+            assert stream.next_event() == b"id: 1\nevent: m\ndata: via redis\n\n"
+            redis_server.stop()
+            redis_server.start()
+            assert stream.rest() in ([], [PING_FRAME])
+            assert stream.complete, "cut instead of ended"
+            stream.sock.sendall(build_request("GET", "/hello"))
+            assert read_response(stream.reader).body == b"hello"
+        finally:
+            stream.close()
+        server.wait_stats(lambda s: s["event_streams"] == 0, message="the stream gone")
+        assert "Traceback" not in server.stderr()
+    finally:
+        if server is not None:
+            server.close()
+        redis_server.stop()
+
+
+# -- the blocking fallback (Django's test client, no comet server) --------------------------------
+
+
+@pytest.mark.urls("tests.serverapp.urls")
+def test_blocking_fallback_gives_the_same_framing() -> None:
+    """Under any other server ``event_stream`` holds its thread, with the same bytes:
+    retry first, history past the cursor, live events with ids, signals without, pings
+    when idle, and the end after its lifetime."""
+    channel = new_channel("blocking")
+    hub = get_hub()
+    publish_in_process(channel, {"name": "m", "data": "old"}, cursor=1)
+    publish_in_process(channel, {"name": "m", "data": "kept"}, cursor=2)
+    base = hub.waiting()
+
+    def publish_when_waiting() -> None:
+        wait_until(lambda: hub.waiting() > base, 10, "the stream to wait")
+        publish_in_process(channel, {"name": "m", "data": "line1\r\nline2"}, cursor=3)
+        wait_until(lambda: hub.waiting() > base, 10, "the stream to wait again")
+        publish_in_process(channel, {"typing": True})
+
+    publisher = threading.Thread(target=publish_when_waiting)
+    t0 = time.monotonic()
+    publisher.start()
+    try:
+        response = Client().get(f"/sse/{channel}?lifetime=1.5&heartbeat=0.3",
+                                headers={"Last-Event-ID": "1"})
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith("text/event-stream")
+        assert response["Cache-Control"] == "no-store"
+        assert response["X-Accel-Buffering"] == "no"
+        body = b"".join(response.streaming_content)
+    finally:
+        publisher.join(10)
+    elapsed = time.monotonic() - t0
+    assert 1.4 <= elapsed < 6, elapsed
+    frames = [frame + b"\n\n" for frame in body.split(b"\n\n") if frame]
+    events = [frame for frame in frames if frame != PING_FRAME]
+    assert events == [
+        RETRY_FRAME,
+        b"id: 2\nevent: m\ndata: kept\n\n",
+        b"id: 3\nevent: m\ndata: line1\ndata: line2\n\n",
+        b'data: {"typing": true}\n\n',
+    ]
+    assert PING_FRAME in frames
+    assert hub.waiting() == base
