@@ -29,7 +29,8 @@ import requests
 from django.test import Client
 from httpx_sse import EventSource, ServerSentEvent, connect_sse
 
-from comet_server import get_hub, publish as publish_in_process
+from comet_server import get_hub
+from comet_server import publish as publish_in_process
 from tests.helpers.http import (
     RawResponse,
     build_request,
@@ -481,14 +482,14 @@ def test_a_client_that_never_reads_is_cut_and_memory_stays_flat(start_server) ->
             server.wait_stats(lambda s: s["event_streams"] == 2, message="the slow stream")
             for _ in range(400):  # about 50 events of 60 kB fill the kernel's buffers
                 sent += 1
-                publish(server, channel, {"name": "big", "data": "%06d" % sent + "x" * BIG})
+                publish(server, channel, {"name": "big", "data": f"{sent:06d}" + "x" * BIG})
                 stats = server.stats()
                 if stats["event_streams"] == 1:
                     break
             assert stats["event_streams_cut_slow"] == round_ + 1, stats
             assert is_closed(slow, timeout=10), "the slow stream was not closed"
             slow.close()
-            wait_until(lambda: len(got) >= sent or failed, 30, "the good stream to catch up")
+            wait_until(lambda n=sent: len(got) >= n or failed, 30, "the good stream to catch up")
             assert not failed, failed
             assert got == list(range(1, sent + 1))  # every event, in order, once
             server.wait_stats(lambda s: s["connections"] <= 2,  # the good one, the stats'
