@@ -294,6 +294,9 @@ def test_last_event_id_header_beats_the_after_parameter(comet: ServerProcess) ->
         assert (next(events).id) == "6"
     with sse_client(comet, f"/sse/{channel}?after=4") as events:  # no header: ?after=
         assert next(events).id == "5"
+    with RawStream(comet, f"/sse/{channel}?after=5", headers={"Last-Event-ID": ""}) as raw:
+        assert raw.next_frame() == RETRY_FRAME  # an empty header does not count:
+        assert raw.next_event() == b"id: 6\nevent: m\ndata: m6\n\n"  # ?after= does
 
 
 def test_replay_then_history_then_live_without_duplicates(comet: ServerProcess) -> None:
@@ -439,6 +442,21 @@ def test_the_client_library_sees_the_end_and_can_resume(comet: ServerProcess) ->
         assert (next(events).data) == "two"
 
 
+def test_server_options_give_the_default_lifetime_and_heartbeat(start_server) -> None:
+    """Without ?lifetime= or ?heartbeat= the server's --stream-lifetime (less up to 10%
+    jitter) and --stream-heartbeat apply."""
+    server = start_server("--stream-lifetime", "1", "--stream-heartbeat", "0.3")
+    with RawStream(server, "/sse/defaults") as stream:
+        t0 = time.monotonic()
+        assert stream.next_frame() == RETRY_FRAME
+        frames = stream.rest()
+        elapsed = time.monotonic() - t0
+        assert stream.complete
+    assert 0.88 <= elapsed < 5, elapsed
+    assert frames and set(frames) == {PING_FRAME}, frames
+    assert len(frames) <= 3, frames  # 1 s of 0.3 s beats
+
+
 # -- a client that does not read: cut, bounded memory (own server) ----------------------------
 
 BIG = 60_000  # bytes of data per event (a frame is a little more)
@@ -487,6 +505,7 @@ def test_a_client_that_never_reads_is_cut_and_memory_stays_flat(start_server) ->
                 if stats["event_streams"] == 1:
                     break
             assert stats["event_streams_cut_slow"] == round_ + 1, stats
+            assert stats["streaming"] == 1, stats
             assert is_closed(slow, timeout=10), "the slow stream was not closed"
             slow.close()
             wait_until(lambda n=sent: len(got) >= n or failed, 30, "the good stream to catch up")
@@ -560,7 +579,8 @@ def test_a_render_error_cuts_the_streams_and_is_logged_once(start_server) -> Non
             assert b"HTTP/1.1" not in stream.raw and b"Internal Server Error" not in stream.raw
         publish(server, other, {"name": "m", "data": "still here"}, cursor=1)
         assert bystander.next_event() == b"id: 1\nevent: m\ndata: still here\n\n"
-        server.wait_stats(lambda s: s["event_streams"] == 1, message="the cut streams gone")
+        server.wait_stats(lambda s: s["event_streams"] == 1 and s["streaming"] == 1,
+                          message="the cut streams gone")
         assert requests.get(server.url("/hello"), timeout=10).text == "hello"
     finally:
         for stream in [*victims, bystander]:
