@@ -35,8 +35,9 @@ object whose instances compare equal (a frozen dataclass), not a fresh lambda.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from django.core import signals
@@ -315,12 +316,15 @@ def stream_events(channels: str | Iterable[str], *, after: int | None, render: R
 EventRenderer = Callable[[Event], "ServerSentEvent | str | None"]
 
 
-@dataclass(frozen=True, slots=True)
 class _Frames:
-    """The bytes an event becomes on an event stream (hashable: the server memoises
-    them per batch, so every stream of a batch shares one call)."""
+    """The bytes an event becomes on an event stream.  One instance per renderer
+    (``_frames_of``), hashed by identity: the server memoises a batch's frames under
+    it for every stream, and looks them up once per stream."""
 
-    render: EventRenderer
+    __slots__ = ("render",)
+
+    def __init__(self, render: EventRenderer) -> None:
+        self.render = render
 
     def __call__(self, event: Event) -> bytes:
         result = self.render(event)
@@ -337,6 +341,11 @@ class _Frames:
         if event.cursor is not None:
             result = replace(result, id=str(event.cursor))
         return result.encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _frames_of(render: EventRenderer) -> _Frames:
+    return _Frames(render)
 
 
 PING = comment("ping")
@@ -379,8 +388,8 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
 
     The stream starts with ``retry:`` (seconds before the browser reconnects), pings
     (a comment line) after ``heartbeat`` seconds without a write and ends after
-    ``lifetime`` seconds (``None``: the server's ``--stream-heartbeat`` and
-    ``--stream-lifetime``), when the server drains, or when events may have been
+    ``lifetime`` seconds less up to 10% (``None``: the server's ``--stream-heartbeat``
+    and ``--stream-lifetime``), when the server drains, or when events may have been
     lost (a broker reconnect); the browser then reconnects with ``Last-Event-ID``.
     A client that lets ``--max-stream-buffer`` bytes pile up unread is cut.
     ``on_close()`` runs once when the stream ends, whatever ends it (the client
@@ -389,7 +398,11 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     Under any server other than runcomet the stream holds its thread while open.
     """
     names = _channels(channels)
-    frames = _Frames(render)
+    try:
+        frames = _frames_of(render)
+    except TypeError:
+        raise TypeError("event_stream's render must be hashable (a function, or an "
+                        "object that compares and hashes by value)") from None
     replayed = list(replay)
     cursors = [e.cursor for e in replayed if e.cursor is not None]
     cursor = max(cursors + ([after] if after is not None else [])) if cursors else after

@@ -70,7 +70,8 @@ STREAM_HEARTBEAT = 15.0  # seconds without a write before a ping
 
 @dataclass(frozen=True, slots=True)
 class FollowEvents:
-    """Stream every event on ``channels`` past ``after`` for ``duration`` seconds.
+    """Stream every event on ``channels`` past ``after`` for ``duration`` seconds
+    (less up to ``STREAM_LIFETIME_JITTER`` of it).
 
     Each batch of events is written as the concatenation of ``frame(event)`` (the
     bytes an event becomes on the stream: made once per batch however many streams

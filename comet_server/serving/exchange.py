@@ -55,6 +55,18 @@ class Phase(enum.Enum):
     DONE = "done"  # answered (or abandoned); nothing more happens
 
 
+def _frame_batch(frame: Callable[[Any], bytes],
+                 events: list[Any]) -> tuple[list[Any], bytes | None, bytes | None]:
+    """``(events, frames, frames as one chunk)``; ``None`` for both when the
+    application's frame function failed (logged once for every stream of the batch)."""
+    try:
+        data = b"".join(map(frame, events))
+    except APPLICATION_ERRORS:
+        log.exception("error framing events for a stream")
+        return events, None, None
+    return events, data, http1.chunk(data) if data else data
+
+
 class Exchange:
     """One request on one connection, from the WSGI call to the last byte."""
 
@@ -208,6 +220,8 @@ class Exchange:
         self.beat = server.loop.call_later(wait.heartbeat or server.config.stream_heartbeat,
                                            self.on_beat)
         self.phase = Phase.FOLLOWING
+        if self.conn.queued > server.max_stream_buffer:  # a catch-up it does not take
+            self._cut_slow()
 
     def on_stream(self, delivery: Delivery | None) -> None:
         """A batch of events for this stream: write its frames (shared by every stream
@@ -219,22 +233,15 @@ class Exchange:
             self.follower = None  # the hub dropped it
             self.resume(StreamEnd.LOST)
             return
-        response = self.response
         events = delivery.events
-        key = (wait.frame, id(events), response.chunked)
+        frame = wait.frame
         memo = delivery.memo
-        entry = memo.get(key)
+        # One entry per frame function, for the batch being fanned out: the frames
+        # of its events, plain and as a chunk (made once for every stream).
+        entry = memo.get(frame)
         if entry is None or entry[0] is not events:
-            try:
-                data = b"".join(map(wait.frame, events))
-            except APPLICATION_ERRORS:
-                log.exception("error framing events for a stream")
-                data = None  # every stream of this batch is cut: logged once
-            else:
-                if data and response.chunked:
-                    data = http1.chunk(data)
-            entry = memo[key] = (events, data)  # keeps the list (its id) alive
-        data = entry[1]
+            entry = memo[frame] = _frame_batch(frame, events)
+        data = entry[2] if self.response.chunked else entry[1]
         if data is None:
             if self._abandon():
                 self.response.abort("application error")
@@ -248,9 +255,12 @@ class Exchange:
         conn.write(data)
         self.response.sent += len(data)
         if conn.queued > self.server.max_stream_buffer:
-            self.server.slow_streams += 1
-            if self._abandon():
-                self.response.abort(f"too slow: {conn.queued} bytes unread")
+            self._cut_slow()
+
+    def _cut_slow(self) -> None:
+        self.server.slow_streams += 1
+        if self._abandon():
+            self.response.abort(f"too slow: {self.conn.queued} bytes unread")
 
     def on_beat(self) -> None:
         """Ping a stream that wrote nothing since the last heartbeat was due."""

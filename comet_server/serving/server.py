@@ -177,11 +177,9 @@ class CometServer:
 
     def stream_duration(self, wait: FollowEvents) -> float:
         """How long a new event stream stays open: its own duration, else the
-        server's lifetime less a random part (streams opened together, say after a
-        restart, then do not all reconnect together)."""
-        if wait.duration is not None:
-            return wait.duration
-        lifetime = self.config.stream_lifetime
+        server's lifetime, less a random part of up to 10% (streams opened together,
+        say after a restart, then do not all reconnect together)."""
+        lifetime = wait.duration if wait.duration is not None else self.config.stream_lifetime
         return lifetime * (1 - STREAM_LIFETIME_JITTER * random.random())
 
     # -- stats ----------------------------------------------------------------------
