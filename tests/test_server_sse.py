@@ -527,6 +527,35 @@ def test_a_client_that_never_reads_is_cut_and_memory_stays_flat(start_server) ->
     assert "Traceback" not in server.stderr()
 
 
+def test_a_catch_up_larger_than_the_bound_is_cut_and_resuming_converges(
+        start_server) -> None:
+    """A client resuming behind 6 MB of history (more than the kernel takes at once
+    plus --max-stream-buffer) is cut part-way; resuming each time from the last
+    complete event it got, it ends up with every event once, in order."""
+    server = start_server("--max-stream-buffer", "65536", "--no-access-log")
+    channel = "catchup"
+    total = 100
+    for cursor in range(1, total + 1):
+        publish(server, channel, {"name": "big", "data": f"{cursor:06d}" + "x" * BIG},
+                cursor=cursor)
+    ids: list[bytes] = []
+    connections = cut = 0
+    while (not ids or ids[-1] != b"%d" % total) and connections < 20:
+        connections += 1
+        last = ids[-1].decode() if ids else "0"
+        with RawStream(server, f"/sse/{channel}?lifetime=0.5", timeout=30,
+                       headers={"Last-Event-ID": last}) as stream:
+            frames = stream.rest()
+            assert frames[0] == RETRY_FRAME
+            ids.extend(ids_of(frames))
+            cut += not stream.complete
+    assert ids == [b"%d" % n for n in range(1, total + 1)]
+    assert cut >= 1 and connections == cut + 1, (connections, cut)
+    stats = server.wait_stats(lambda s: s["event_streams"] == 0 and s["streaming"] == 0,
+                              message="every stream gone")
+    assert stats["event_streams_cut_slow"] == cut
+
+
 # -- the server stopping (own server) -----------------------------------------------------------
 
 

@@ -144,11 +144,30 @@ def test_a_renderer_may_not_set_the_id_or_return_anything_else() -> None:
         frames(Event("c", {"a": 1}, 1))
 
 
-def test_frames_are_hashable_and_equal_per_renderer() -> None:
-    """The server memoises frames per batch by the frame function: two streams of one
-    view must share it."""
-    assert _Frames(render_as_is) == _Frames(render_as_is)
-    assert hash(_Frames(render_as_is)) == hash(_Frames(render_as_is))
+def test_streams_of_one_renderer_share_one_frame_function() -> None:
+    """The server memoises a batch's frames under the frame function: two streams of
+    one view must get the same one, and a renderer that cannot be a key is refused in
+    the view, not at the first event."""
+    def frame_of(response) -> object:
+        coroutine = response.comet_coroutine()
+        next(coroutine)
+        wait = next(coroutine)
+        coroutine.close()
+        return wait.frame
+
+    first = frame_of(event_stream("c", after=None, render=render_as_is))
+    second = frame_of(event_stream("d", after=3, render=render_as_is))
+    assert first is second
+    assert frame_of(event_stream("c", after=None, render=render_payload)) is not first
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, event: Event) -> str:
+            return "x"
+
+    with pytest.raises(TypeError, match="hashable"):
+        event_stream("c", after=None, render=Unhashable())
 
 
 # -- event_stream's opening and its end ----------------------------------------------------------
