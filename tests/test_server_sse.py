@@ -410,9 +410,9 @@ def test_lifetime_ends_the_stream_cleanly_and_keeps_the_connection(
     """?lifetime=1: after about a second the stream ends with its last chunk (the
     browser reconnects), and the same connection serves the next request."""
     channel = new_channel("lifetime")
+    t0 = time.monotonic()  # before the request: the lifetime (less 10%) counts from it
     stream = RawStream(comet, f"/sse/{channel}?lifetime=1")
     try:
-        t0 = time.monotonic()
         assert stream.next_frame() == RETRY_FRAME
         assert stream.rest() in ([], [PING_FRAME])
         elapsed = time.monotonic() - t0
@@ -446,13 +446,13 @@ def test_server_options_give_the_default_lifetime_and_heartbeat(start_server) ->
     """Without ?lifetime= or ?heartbeat= the server's --stream-lifetime (less up to 10%
     jitter) and --stream-heartbeat apply."""
     server = start_server("--stream-lifetime", "1", "--stream-heartbeat", "0.3")
+    t0 = time.monotonic()
     with RawStream(server, "/sse/defaults") as stream:
-        t0 = time.monotonic()
         assert stream.next_frame() == RETRY_FRAME
         frames = stream.rest()
         elapsed = time.monotonic() - t0
         assert stream.complete
-    assert 0.88 <= elapsed < 5, elapsed
+    assert 0.9 <= elapsed < 5, elapsed
     assert frames and set(frames) == {PING_FRAME}, frames
     assert len(frames) <= 3, frames  # 1 s of 0.3 s beats
 
@@ -723,7 +723,7 @@ def test_blocking_fallback_gives_the_same_framing() -> None:
     finally:
         publisher.join(10)
     elapsed = time.monotonic() - t0
-    assert 1.4 <= elapsed < 6, elapsed
+    assert 1.35 <= elapsed < 6, elapsed  # 1.5 s (less up to 10%, should it get jitter)
     frames = [frame + b"\n\n" for frame in body.split(b"\n\n") if frame]
     events = [frame for frame in frames if frame != PING_FRAME]
     assert events == [
@@ -734,3 +734,48 @@ def test_blocking_fallback_gives_the_same_framing() -> None:
     ]
     assert PING_FRAME in frames
     assert hub.waiting() == base
+
+
+@pytest.mark.urls("tests.serverapp.urls")
+@pytest.mark.xfail(strict=True, reason="the blocking fallback with a broker loses events: "
+                   "RedisBroker.wait_blocking returns after the first message and closes its "
+                   "subscription, so a second event published at once is dropped, and "
+                   "_follow_blocking then waits past it")
+def test_blocking_fallback_with_a_broker_keeps_events_published_together(
+        tmp_path: Path) -> None:
+    """Under gunicorn with COMET_BROKER a stream waits on Redis itself: two events
+    published together (two users posting at once) must both reach it."""
+    import redis
+
+    from comet_server.push.hub import Event, Hub, set_hub
+    from comet_server.push.redis_broker import PREFIX, RedisBroker
+
+    redis_server = PrivateRedis(tmp_path)
+    redis_server.start()
+    try:
+        url = f"redis://127.0.0.1:{redis_server.port}/0"
+        set_hub(Hub(broker=RedisBroker(url)))  # the fresh_hub fixture puts its own back
+        client = redis.Redis.from_url(url)
+        channel = new_channel("brokered-blocking")
+
+        def publish_two_at_once() -> None:
+            wait_until(lambda: client.pubsub_numsub(PREFIX + channel)[0][1] == 1, 10,
+                       "the stream to subscribe")
+            pipe = client.pipeline(transaction=True)
+            for cursor in (1, 2):
+                event = Event(channel, {"name": "m", "data": f"e{cursor}"}, cursor)
+                pipe.publish(PREFIX + channel, event.to_json())
+            pipe.execute()
+
+        publisher = threading.Thread(target=publish_two_at_once)
+        publisher.start()
+        try:
+            response = Client().get(f"/sse/{channel}?lifetime=1&heartbeat=5",
+                                    headers={"Last-Event-ID": "0"})
+            body = b"".join(response.streaming_content)
+        finally:
+            publisher.join(10)
+        client.close()
+    finally:
+        redis_server.stop()
+    assert ids_of([body]) == [b"1", b"2"], body
