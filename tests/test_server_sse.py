@@ -745,13 +745,19 @@ def test_a_broker_reconnect_ends_streams_so_clients_resume(tmp_path: Path) -> No
             assert stream.next_event() == b"id: 1\nevent: m\ndata: via redis\n\n"
             redis_server.stop()
             redis_server.start()
-            assert stream.rest() in ([], [PING_FRAME])
+            t0 = time.monotonic()
+            assert stream.rest() in ([], [PING_FRAME])  # the default lifetime is 300 s
             assert stream.complete, "cut instead of ended"
+            assert time.monotonic() - t0 < 10
             stream.sock.sendall(build_request("GET", "/hello"))
             assert read_response(stream.reader).body == b"hello"
         finally:
             stream.close()
         server.wait_stats(lambda s: s["event_streams"] == 0, message="the stream gone")
+        with RawStream(server, "/sse/brokered", headers={"Last-Event-ID": "1"}) as again:
+            assert again.next_frame() == RETRY_FRAME  # the resumed stream is live again
+            publish(server, "brokered", {"name": "m", "data": "after"}, cursor=2)
+            assert again.next_event() == b"id: 2\nevent: m\ndata: after\n\n"
         assert "Traceback" not in server.stderr()
     finally:
         if server is not None:
