@@ -562,7 +562,8 @@ class Hub:
                 yield Delivery(history)
             while (left := deadline - time.monotonic()) > 0:
                 if not arrived.wait(min(heartbeat, left)):
-                    yield Delivery([])
+                    if left > heartbeat:  # a whole heartbeat of silence, not the end
+                        yield Delivery([])
                     continue
                 arrived.clear()
                 while batches:
