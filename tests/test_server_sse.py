@@ -855,11 +855,6 @@ def test_blocking_fallback_with_a_broker_keeps_events_published_together(
 
 @pytest.mark.urls("tests.serverapp.urls")
 @pytest.mark.parametrize("broker", [False, True], ids=["hub", "redis"])
-@pytest.mark.xfail(strict=True, reason="the blocking fallback pings without a heartbeat of "
-                   "silence: at the end of every stream (waits.py _follow_blocking lost the "
-                   "old 'deadline not passed' guard; Hub/RedisBroker.follow_blocking yield an "
-                   "empty Delivery when the lifetime runs out) and, with Redis, right at the "
-                   "start (the ignored subscribe confirmation makes get_message return None)")
 def test_blocking_fallback_pings_only_after_a_heartbeat_of_silence(
         tmp_path: Path, broker: bool) -> None:
     """A 1 s stream with a 5 s heartbeat has nothing to ping about."""
