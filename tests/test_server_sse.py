@@ -527,6 +527,18 @@ def test_clients_that_leave_are_forgotten_at_once(start_server) -> None:
             stream.close()
 
 
+def test_an_idle_stream_outlives_the_connection_timeouts(start_server) -> None:
+    """A stream that writes nothing for longer than --keepalive-timeout and
+    --head-timeout is not taken for an idle or stalled connection: it runs its whole
+    lifetime and ends cleanly."""
+    server = start_server("--keepalive-timeout", "0.5", "--head-timeout", "0.5")
+    t0 = time.monotonic()
+    with RawStream(server, "/sse/quiet?lifetime=2.5&heartbeat=10") as stream:
+        assert stream.rest() == [RETRY_FRAME]
+        assert stream.complete
+    assert time.monotonic() - t0 >= 2.25
+
+
 # -- a client that does not read: cut, bounded memory (own server) ----------------------------
 
 BIG = 60_000  # bytes of data per event (a frame is a little more)
