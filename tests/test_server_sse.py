@@ -531,7 +531,7 @@ def test_an_idle_stream_outlives_the_connection_timeouts(start_server) -> None:
     """A stream that writes nothing for longer than --keepalive-timeout and
     --head-timeout is not taken for an idle or stalled connection: it runs its whole
     lifetime and ends cleanly."""
-    server = start_server("--keepalive-timeout", "0.5", "--head-timeout", "0.5")
+    server = start_server("--keepalive-timeout", "1", "--head-timeout", "1")
     t0 = time.monotonic()
     with RawStream(server, "/sse/quiet?lifetime=2.5&heartbeat=10") as stream:
         assert stream.rest() == [RETRY_FRAME]
