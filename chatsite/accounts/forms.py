@@ -14,6 +14,8 @@ class SignUpForm(UserCreationForm):
 
     def clean_username(self) -> str:
         username = super().clean_username()
+        if username is None:  # Django found it taken (in any case) and said so
+            return ""
         if len(username) > MAX_NICK:
             raise forms.ValidationError(f"Usernames are at most {MAX_NICK} characters.")
         try:

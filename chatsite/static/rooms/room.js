@@ -9,6 +9,8 @@
   var base = $body.attr("data-base");           // "/rooms/<slug>/"
   var myNick = $body.attr("data-nick") || "";
   var cursor = parseInt($body.attr("data-cursor"), 10) || 0;
+  var changesCursor = parseInt($body.attr("data-changes-cursor"), 10) || 0;
+  var canModerate = $body.attr("data-can-moderate") === "1";
   var csrf = $("input[name=csrfmiddlewaretoken]").first().val();
   var $messages = $("#messages");
   var $text = $("#message-text");
@@ -37,8 +39,64 @@
     $("<span>", {"class": "author"}).text(m.author).appendTo($li);
     $("<time>", {"class": "time"}).attr("datetime", m.created)
       .attr("title", m.created).text(formatTime(m.created)).appendTo($li);
+    if (m.edited) { $("<span>", {"class": "edited"}).text("(edited)").appendTo($li); }
     $("<span>", {"class": "text"}).text(m.text).appendTo($li);
+    addModerationControls($li);
     return $li;
+  }
+
+  /* Moderators (staff, the room's owner) get a delete button on every message. */
+  function addModerationControls($li) {
+    if (!canModerate || $li.find("button.delete").length) { return; }
+    $("<button>", {"class": "delete", type: "button", title: "Delete this message"})
+      .text("Delete").insertBefore($li.children(".text"));
+  }
+
+  $messages.on("click", "button.delete", function () {
+    var id = $(this).closest("li.message").attr("data-id");
+    $.ajax({url: base + "messages/" + id + "/delete", method: "POST",
+            data: {csrfmiddlewaretoken: csrf}, dataType: "json"})
+      .done(function () { removeMessage(id); })
+      .fail(function (xhr) { showError(errorText(xhr, "Could not delete")); });
+  });
+
+  function removeMessage(id) {
+    seen[String(id)] = true;
+    $messages.children("li.message").filter(function () {
+      return $(this).attr("data-id") === String(id);
+    }).remove();
+  }
+
+  /* Moderation changes ({id, type: "deleted"|"edited", message}) from the long-poll:
+   * a deleted message leaves the page, an edited one shows its new text. */
+  function applyChanges(changes) {
+    $.each(changes || [], function (i, change) {
+      if (change.id > changesCursor) { changesCursor = change.id; }
+      var m = change.message || {};
+      if (change.type === "deleted" || m.deleted) {
+        removeMessage(m.id);
+      } else if (change.type === "edited") {
+        var $li = $messages.children("li.message").filter(function () {
+          return $(this).attr("data-id") === String(m.id);
+        });
+        if ($li.length) { $li.replaceWith(messageItem(m)); }
+      }
+    });
+  }
+
+  /* This visitor was removed from the private room: stop, and say so. */
+  function revoked(message) {
+    poller.stop();
+    $("#message-form, #change-nick-form").prop("hidden", true);
+    $("#status").attr("data-state", "offline").text("Removed");
+    showError(message || "You are no longer a member of this room.");
+  }
+
+  function errorText(xhr, what) {
+    var error = xhr.responseJSON && xhr.responseJSON.error;
+    if (error) { return error; }
+    return xhr.status ? what + " (HTTP " + xhr.status + ")."
+                      : what + ": the server cannot be reached.";
   }
 
   function atBottom() {
@@ -53,6 +111,7 @@
   /* Insert in id order; false when the id is already shown. */
   function insertMessage(m) {
     var key = String(m.id);
+    if (m.deleted) { removeMessage(m.id); return false; }  // a tombstone
     if (seen[key]) { return false; }
     seen[key] = true;
     var $li = messageItem(m);
@@ -109,13 +168,16 @@
   var poller = window.chatLongPoll({
     url: base + "updates",
     timeout: parseFloat($body.attr("data-poll-timeout")),
-    params: function () { return {after: cursor}; },
+    params: function () { return {after: cursor, changes: changesCursor}; },
     onData: function (data) {
+      if (data.revoked) { revoked(data.error); return; }
+      applyChanges(data.changes);
       addMessages(data.messages || [], false);
       if (data.cursor > cursor) { cursor = data.cursor; }
       if (data.presence) { renderPresence(data.presence); }
       $.each(data.typing || [], function (i, nick) { noteTyping(nick); });
-    }
+    },
+    onGone: function (xhr) { revoked(xhr.responseJSON && xhr.responseJSON.error); }
   });
 
   function send() {
@@ -133,12 +195,7 @@
       if ($text.val() === text) { $text.val(""); }
       showError("");
     }).fail(function (xhr) {
-      var error = xhr.responseJSON && xhr.responseJSON.error;
-      if (!error) {
-        error = xhr.status ? "Could not send (HTTP " + xhr.status + ")."
-                           : "Could not send: the server cannot be reached.";
-      }
-      showError(error);
+      showError(errorText(xhr, "Could not send"));
     }).always(function () {
       sending = false;
       $("#send").prop("disabled", false);
@@ -190,6 +247,7 @@
     if (event.originalEvent.persisted) { poller.start(); }
   });
 
+  $messages.children("li.message").each(function () { addModerationControls($(this)); });
   $messages.find("time.time").each(function () {
     var $time = $(this), text = formatTime($time.attr("datetime"));
     if (text) { $time.attr("title", $time.attr("datetime")).text(text); }
