@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import random
 import resource
 import socket
 import time
@@ -25,7 +26,7 @@ from comet_server.protocol.acceptor import Acceptor
 from comet_server.protocol.connection import ConnState, HTTPConnection
 from comet_server.protocol.wsgi_environ import base_environ, build_environ
 from comet_server.push.hub import Hub
-from comet_server.push.waits import Delivery
+from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents
 from comet_server.serving.config import ServerConfig
 from comet_server.serving.exchange import Exchange, Phase, WSGIApp
 
@@ -67,8 +68,11 @@ class CometServer:
         self.loop = loop or EventLoop()
         self.server_address: tuple[str, int] = sock.getsockname()[:2]
         self.connections: set[HTTPConnection] = set()
-        self.parked = 0
-        self.streaming = 0
+        self.parked = 0  # exchanges waiting (long-polls, timers)
+        self.streaming = 0  # responses whose body is under way
+        self.following = 0  # event streams following the hub
+        self.slow_streams = 0  # event streams cut for holding too much unread
+        self.max_stream_buffer = cfg.max_stream_buffer
         self.requests_total = 0
         self.refused_total: Counter[int] = Counter()
         self.started_at = time.time()
@@ -171,6 +175,13 @@ class CometServer:
             self.loop.call_soon(forget)
         return delivery
 
+    def stream_duration(self, wait: FollowEvents) -> float:
+        """How long a new event stream stays open: its own duration, else the
+        server's lifetime, less a random part of up to 10% (streams opened together,
+        say after a restart, then do not all reconnect together)."""
+        lifetime = wait.duration if wait.duration is not None else self.config.stream_lifetime
+        return lifetime * (1 - STREAM_LIFETIME_JITTER * random.random())
+
     # -- stats ----------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -179,6 +190,8 @@ class CometServer:
         return {
             "parked": self.parked,
             "streaming": self.streaming,
+            "event_streams": self.following,
+            "event_streams_cut_slow": self.slow_streams,
             "connections": len(self.connections),
             "connections_by_state": dict(states),
             "requests_total": self.requests_total,
@@ -194,6 +207,7 @@ class CometServer:
                 "max_body_bytes_total": self.max_body_bytes_total,
                 "head_timeout_s": self.head_timeout,
                 "keepalive_timeout_s": self.keepalive_timeout,
+                "max_stream_buffer": self.max_stream_buffer,
             },
             "cap_hits": dict(acceptor.hits),
             "accepting": not acceptor.paused and not acceptor.closed,
@@ -237,8 +251,8 @@ class CometServer:
             log.warning("stopping now")
             self.loop.stop()
             return
-        log.info("draining: %d connections, %d parked, %d streaming", len(self.connections),
-                 self.parked, self.streaming)
+        log.info("draining: %d connections, %d parked, %d streaming (%d event streams)",
+                 len(self.connections), self.parked, self.streaming, self.following)
         self.stopping = True
         self.acceptor.close()
         parked: list[Exchange] = []
