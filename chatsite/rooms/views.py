@@ -60,6 +60,7 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
         "can_manage": room.private and access.can_manage_members(room, user),
         "members": room.members.order_by("username") if room.private else [],
         "present": presence.present_nicks(room.id),
+        "next_path": room.get_absolute_url(),  # for login links, also under .../nick
         "messages_flash": get_messages(request),  # "messages" is the chat's here
         "nick_error": nick_error,
         "poll_timeout": conf.poll_timeout(),

@@ -181,7 +181,7 @@
   });
 
   function send() {
-    if (sending) { return; }
+    if (sending || heldUntil > Date.now()) { return; }
     var text = $text.val();
     sending = true;
     $("#send").prop("disabled", true);
@@ -196,11 +196,25 @@
       showError("");
     }).fail(function (xhr) {
       showError(errorText(xhr, "Could not send"));
+      holdSending(xhr);
     }).always(function () {
       sending = false;
-      $("#send").prop("disabled", false);
+      $("#send").prop("disabled", heldUntil > Date.now());
       $text.trigger("focus");
     });
+  }
+
+  /* A 429 says how long to wait (Retry-After): keep Send off until then. */
+  var heldUntil = 0;
+  function holdSending(xhr) {
+    var seconds = parseInt(xhr.getResponseHeader("Retry-After"), 10);
+    if (xhr.status !== 429 || !(seconds > 0)) { return; }
+    heldUntil = Date.now() + seconds * 1000;
+    setTimeout(function () {
+      heldUntil = 0;
+      $("#send").prop("disabled", false);
+      showError("");
+    }, seconds * 1000);
   }
 
   $("#message-form").on("submit", function (event) {
