@@ -13,9 +13,10 @@ class Room(models.Model):
     description = models.TextField(blank=True)
     created = models.DateTimeField(default=timezone.now)
     # Guests (visitors without an account) may post here; CHAT_GUESTS turns them off site-wide.
-    guests_allowed = models.BooleanField(default=True)
+    # (db_default too: programs that insert rooms with SQL need not know these columns)
+    guests_allowed = models.BooleanField(default=True, db_default=True)
     # A private room is seen only by its owner, its members and staff (404 for others).
-    private = models.BooleanField(default=False)
+    private = models.BooleanField(default=False, db_default=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="owned_rooms",
