@@ -64,6 +64,7 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
         "messages_flash": get_messages(request),  # "messages" is the chat's here
         "nick_error": nick_error,
         "poll_timeout": conf.poll_timeout(),
+        "max_text": conf.MAX_TEXT,
     }
     return render(request, "rooms/room.html", context, status=status)
 

@@ -18,6 +18,9 @@
   var typists = {};                              // nick -> time (ms) the line expires
   var TYPING_MS = 4000, TYPING_SEND_EVERY_MS = 2500;
   var lastTypingSent = 0, sending = false;
+  var unread = window.chatView.Unread($messages, $("#new-messages"));
+  var updateCounter = window.chatView.counter(
+    $text, $("#char-count"), parseInt($text.attr("data-max"), 10) || 2000);
 
   $messages.children("li.message").each(function () {
     seen[$(this).attr("data-id")] = true;
@@ -38,9 +41,11 @@
     if (myNick && m.author === myNick) { $li.addClass("mine"); }
     $("<span>", {"class": "author"}).text(m.author).appendTo($li);
     $("<time>", {"class": "time"}).attr("datetime", m.created)
-      .attr("title", m.created).text(formatTime(m.created)).appendTo($li);
+      .attr("title", window.chatView.fullDateTime(m.created)).text(formatTime(m.created))
+      .appendTo($li);
     if (m.edited) { $("<span>", {"class": "edited"}).text("(edited)").appendTo($li); }
-    $("<span>", {"class": "text"}).text(m.text).appendTo($li);
+    var text = $("<span>", {"class": "text"}).appendTo($li)[0];
+    window.chatView.setText(text, m.text);  // text nodes, and links as <a> elements
     addModerationControls($li);
     return $li;
   }
@@ -65,6 +70,7 @@
     $messages.children("li.message").filter(function () {
       return $(this).attr("data-id") === String(id);
     }).remove();
+    window.chatView.renderDividers($messages);
   }
 
   /* Moderation changes ({id, type: "deleted"|"edited", message}) from the long-poll:
@@ -127,10 +133,16 @@
 
   function addMessages(list, own) {
     var stick = own || atBottom();
-    var added = false;
-    $.each(list, function (i, m) { added = insertMessage(m) || added; });
-    if (added) { renderTyping(); }
+    var added = false, fromOthers = 0;
+    $.each(list, function (i, m) {
+      if (insertMessage(m)) {
+        added = true;
+        if (!own && m.author !== myNick) { fromOthers += 1; }
+      }
+    });
+    if (added) { renderTyping(); window.chatView.renderDividers($messages); }
     if (added && stick) { scrollToBottom(); }
+    unread.arrived(fromOthers);
   }
 
   function renderPresence(nicks) {
@@ -192,7 +204,7 @@
       dataType: "json"
     }).done(function (m) {
       addMessages([m], true);
-      if ($text.val() === text) { $text.val(""); }
+      if ($text.val() === text) { $text.val(""); updateCounter(); }
       showError("");
     }).fail(function (xhr) {
       showError(errorText(xhr, "Could not send"));
@@ -241,6 +253,7 @@
     $.getJSON(base + "messages", first ? {before: first} : {}).done(function (data) {
       var el = $messages[0], height = el.scrollHeight;
       $.each(data.messages || [], function (i, m) { insertMessage(m); });
+      window.chatView.renderDividers($messages);
       el.scrollTop += el.scrollHeight - height;  // keep the reader's place
       $button.prop("hidden", !data.has_more);
     }).fail(function () {
@@ -261,11 +274,18 @@
     if (event.originalEvent.persisted) { poller.start(); }
   });
 
-  $messages.children("li.message").each(function () { addModerationControls($(this)); });
+  $messages.children("li.message").each(function () {
+    addModerationControls($(this));
+    var text = $(this).children(".text")[0];
+    if (text) { window.chatView.setText(text, text.textContent); }
+  });
   $messages.find("time.time").each(function () {
     var $time = $(this), text = formatTime($time.attr("datetime"));
-    if (text) { $time.attr("title", $time.attr("datetime")).text(text); }
+    if (text) {
+      $time.attr("title", window.chatView.fullDateTime($time.attr("datetime"))).text(text);
+    }
   });
+  window.chatView.renderDividers($messages);
   scrollToBottom();
   poller.start();
 }(jQuery));
