@@ -102,3 +102,13 @@ def test_a_malformed_rate_setting_names_itself(settings):
     settings.CHAT_RATE_POST_SESSION = "ten per second"
     with pytest.raises(ValueError, match="CHAT_RATE_POST_SESSION"):
         rate("post-session")
+
+
+def test_limits_fail_open_when_the_cache_is_down(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(limits.cache, "add", broken)
+    client = guest("ann")
+    assert all(post(client, f"m{i}").status_code == 201 for i in range(12))
+    assert "rate limits not enforced" in caplog.text

@@ -3,10 +3,12 @@
 With ``COMET_BROKER`` set the cache is Redis (settings.py), so every process counts
 into the same windows; otherwise it is this process's memory.  Each limit is a setting
 ``"COUNT/SECONDS"`` (``conf.RATES``) with a default a person never meets and a script
-always does.  A refused action gets ``429`` with ``Retry-After`` (whole seconds until
-its window ends) and ``{"error", "retry_after"}``.
+always does.  While the cache is unreachable the limits fail open (logged once a
+minute): a Redis outage must not stop the chat.  A refused action gets ``429`` with
+``Retry-After`` (whole seconds until its window ends) and ``{"error", "retry_after"}``.
 """
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
 
 from chatsite.rooms.conf import rate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +43,35 @@ def hit(scope: str, who: str, what: str = "requests") -> Limited | None:
     window = int(now // seconds)
     key = f"rate:{scope}:{who}:{window}"
     ttl = math.ceil(seconds) + 1
-    cache.add(key, 0, ttl)
     try:
-        used = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, ttl)
-        used = 1
+        used = _count(key, ttl)
+    except Exception as exc:  # the cache (Redis) is down: let people chat meanwhile
+        _warn_unavailable(exc)
+        return None
     if used <= count:
         return None
     retry = max(1, math.ceil((window + 1) * seconds - now))
     return Limited(f"Too many {what}: try again in {retry} s.", retry)
+
+
+def _count(key: str, ttl: int) -> int:
+    cache.add(key, 0, ttl)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, ttl)
+        return 1
+
+
+_warned_at = 0.0
+
+
+def _warn_unavailable(exc: Exception) -> None:
+    """Fail open, loudly: a line at most every minute while the cache is unreachable."""
+    global _warned_at
+    if time.monotonic() - _warned_at >= 60:
+        _warned_at = time.monotonic()
+        log.warning("rate limits not enforced: the cache is unavailable (%s)", exc)
 
 
 def client_address(request: HttpRequest) -> str:
