@@ -54,6 +54,21 @@ def allowed_user_ids(room_id: int) -> frozenset[int]:
     return frozenset(rows.values_list("pk", flat=True))
 
 
+def allowed_users_by_room(rooms: list[Room]) -> dict[int, frozenset[int]]:
+    """``allowed_user_ids`` of several private rooms in two queries (the lobby's)."""
+    from django.contrib.auth import get_user_model
+
+    if not rooms:
+        return {}
+    staff = set(get_user_model().objects.filter(is_staff=True).values_list("pk", flat=True))
+    allowed: dict[int, set[int]] = {
+        room.pk: staff | ({room.owner_id} if room.owner_id else set()) for room in rooms}
+    through = Room.members.through.objects.filter(room_id__in=list(allowed))
+    for room_id, user_id in through.values_list("room_id", "user_id"):
+        allowed[room_id].add(user_id)
+    return {room_id: frozenset(users) for room_id, users in allowed.items()}
+
+
 def guests_may_post(room: Room) -> bool:
     """Guests (no account) may post unless the site (CHAT_GUESTS) or the room forbids it."""
     return conf.guests_allowed() and room.guests_allowed

@@ -191,7 +191,9 @@ def _lobby_rows() -> list[dict[str, Any]]:
     """Every room (private ones too) with its counts; ``"_private"`` holds a private
     room's id and ``"_users"`` who may see it (both stripped before sending)."""
     present = presence.present_counts()
-    rooms = Room.objects.annotate(message_count=Count("messages")).order_by("title", "slug")
+    rooms = list(Room.objects.annotate(message_count=Count("messages"))
+                 .order_by("title", "slug"))
+    allowed = access.allowed_users_by_room([room for room in rooms if room.private])
     rows = []
     for room in rooms:
         row: dict[str, Any] = {
@@ -204,7 +206,7 @@ def _lobby_rows() -> list[dict[str, Any]]:
         }
         if room.private:
             row["_private"] = room.id
-            row["_users"] = access.allowed_user_ids(room.id)
+            row["_users"] = allowed[room.id]
         rows.append(row)
     return rows
 
