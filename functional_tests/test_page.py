@@ -67,3 +67,12 @@ def test_links_days_unread_cue_and_counter(chat_server, new_room, browser, other
     type_message(bob, "on a phone")
     wait_for_message(ann, "on a phone", timeout=LIVE)
     assert ann.find_element(By.ID, "message-text").is_displayed()
+
+    # The demo lives inside the site's layout and shows each chunk as it streams.
+    ann.get(chat_server.url("/demo/page/"))
+    until(ann, lambda d: "Done" in d.find_element(By.ID, "demo-status").text,
+          "the demo stream never finished", timeout=LIVE)
+    chunks = [li.text.split(" (")[0] for li in ann.find_elements(By.CSS_SELECTOR,
+                                                                "#demo-chunks li")]
+    assert chunks == ["First content", "stage1", "stage2", "stage3", "last_stage4"]
+    assert ann.find_element(By.LINK_TEXT, "Back to the rooms").is_displayed()
