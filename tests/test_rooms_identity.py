@@ -133,6 +133,7 @@ def test_guests_can_be_turned_off_per_room_and_site_wide(settings, alice):
     response = post(Client(), "hi", slug="random", nick="zoe")
     assert response.status_code == 403 and response.json()["error"]
     assert post(Client(), "hi", nick="zoe").status_code == 201
+    assert Client().post("/rooms/random/nick", {"nick": "xan"}).status_code == 403
     settings.CHAT_GUESTS = False
     assert post(Client(), "hi", nick="yan").status_code == 403
     assert "log in" in Client().get("/rooms/lobby/").content.decode()

@@ -89,6 +89,9 @@ def choose_nick(request: HttpRequest, slug: str) -> HttpResponse:
     room_obj = visible_room(request, slug)
     if current_user(request) is not None:
         return HttpResponseRedirect(room_obj.get_absolute_url())  # users are their username
+    if not access.guests_may_post(room_obj):
+        return _room_page(request, room_obj, nick_error="Log in to chat in this room.",
+                          status=403)
     limited = limits.check_name_change(request)
     if limited is not None:
         response = _room_page(request, room_obj, nick_error=limited.message, status=429)
