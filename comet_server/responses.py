@@ -52,6 +52,7 @@ from comet_server.push.waits import (
     FollowEvents,
     Sleep,
     WaitForEvents,
+    frame_all,
     iterate_blocking,
 )
 
@@ -375,7 +376,8 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     name), a ``str`` (the data of a ``message`` event) or ``None`` (skipped).  It is
     called once per event for every stream it reaches, so pass a module-level function
     or a hashable object, as for ``wait_for_events``.  An event with a cursor carries
-    it as its ``id:`` (the browser's resume point); signals carry none.
+    it as its ``id:`` (the browser's resume point); signals carry none.  An event
+    ``render`` raises on is left out of the streams (and logged).
 
     The view resumes the client: ``after`` is the cursor it has (see
     ``last_event_id``) and ``replay`` the events it missed, oldest first, read from
@@ -410,7 +412,7 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     head.extend(event.encode() for event in first)
     if resync:
         head.append(RESYNC.encode())
-    head.extend(map(frames, replayed))
+    head.append(frame_all(frames, replayed))
     opening = b"".join(head)
     follow = FollowEvents(names, cursor, frames, lifetime, heartbeat, PING)
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatsite.rooms import presence, updates
+from chatsite.rooms.channels import CHANGE_TYPES, MEMBERSHIP
 from chatsite.rooms.conf import MAX_BATCH
-from chatsite.rooms.models import Message
+from chatsite.rooms.models import Message, MessageChange
 from comet_server import Event, ServerSentEvent
 
 RESYNC_DATA = "{}"  # the data of a resync event: the client reloads what it shows
@@ -121,6 +122,21 @@ def presence_frame(room_id: int) -> ServerSentEvent:
                            event="presence")
 
 
+def changes_frame(changes: list[dict[str, Any]]) -> ServerSentEvent:
+    """``changes``: moderation changes, as the long-poll's ``"changes"`` holds them."""
+    return ServerSentEvent(dumps({"changes": changes}), event="changes")
+
+
+def _change_frame(room_id: int, change_id: Any) -> ServerSentEvent | None:
+    """The frame of a published change signal, read back (one query per event): the
+    change as it is stored, its message as it is now (a tombstone once deleted)."""
+    if not isinstance(change_id, int):
+        return None
+    change = (MessageChange.objects.filter(room_id=room_id, id=change_id)
+              .select_related("message").first())
+    return None if change is None else changes_frame([change.as_json()])
+
+
 @dataclass(frozen=True, slots=True)
 class RoomFrames:
     """The render of one room's streams (equal per room, so a batch is framed once)."""
@@ -139,22 +155,35 @@ class RoomFrames:
             return presence_frame(self.room_id)
         if kind == "typing":
             return ServerSentEvent(dumps({"nick": str(payload.get("nick"))}), event="typing")
+        if kind in CHANGE_TYPES:
+            return _change_frame(self.room_id, payload.get("id"))
+        if kind == MEMBERSHIP:
+            # Who may see this private room changed; the render is shared by every
+            # stream, so it cannot tell whom: each page connects again and the view
+            # checks its access (a removed member is refused).
+            return ServerSentEvent("{}", event="membership")
         return None  # a signal this page does not know: nothing to send
 
 
-def lobby_snapshot(cursor: int = 0) -> ServerSentEvent:
-    """``rooms``: the whole room list, as the lobby long-poll answers it."""
+def lobby_snapshot(cursor: int = 0, viewer: int | None = None) -> ServerSentEvent:
+    """``rooms``: the room list ``viewer`` may see, as the lobby long-poll answers it."""
     # The cursor is read before the counts: a message committed in between is counted.
     latest = updates.latest_message_id()
-    return ServerSentEvent(dumps({"rooms": updates.lobby_rooms(),
+    return ServerSentEvent(dumps({"rooms": updates.lobby_rooms(viewer),
                                   "cursor": max(latest, cursor)}), event="rooms")
 
 
-def lobby_frame(event: Event) -> ServerSentEvent | None:
+@dataclass(frozen=True, slots=True)
+class LobbyFrames:
     """The render of the lobby's streams: a fresh snapshot per event (one query set per
-    event, shared by every lobby stream); a message's frame carries its id."""
-    payload = event.payload
-    if not isinstance(payload, dict) or payload.get("type") not in ("message", "presence",
-                                                                    "room"):
-        return None
-    return lobby_snapshot(event.cursor or 0)
+    event, shared by every stream of the same viewer: every guest shares one, a user
+    who may see private rooms has their own); a message's frame carries its id."""
+
+    viewer: int | None = None
+
+    def __call__(self, event: Event) -> ServerSentEvent | None:
+        payload = event.payload
+        if not isinstance(payload, dict) or payload.get("type") not in ("message",
+                                                                        "presence", "room"):
+            return None
+        return lobby_snapshot(event.cursor or 0, self.viewer)

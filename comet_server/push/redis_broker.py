@@ -205,9 +205,10 @@ class RedisBroker:
                 after = max(e.cursor for e in ready if e.cursor is not None)
                 yield Delivery(ready)
             deadline = time.monotonic() + duration
+            quiet_since = time.monotonic()
             while (left := deadline - time.monotonic()) > 0:
                 message = pubsub.get_message(timeout=min(heartbeat, left))
-                events = []
+                events: list[Event] = []
                 while message is not None:
                     if message.get("type") == "message":
                         event = Event.from_json(message["data"])
@@ -216,7 +217,10 @@ class RedisBroker:
                             if event.cursor is not None:
                                 after = event.cursor
                     message = pubsub.get_message(timeout=0)
-                yield Delivery(events)
+                now = time.monotonic()
+                if events or (now - quiet_since >= heartbeat and now < deadline):
+                    quiet_since = now  # a batch, or a whole heartbeat of silence
+                    yield Delivery(events)
         except redis.RedisError as exc:
             log.warning("streaming from Redis failed (%s); ending the stream", exc)
         finally:

@@ -14,6 +14,7 @@ This module knows nothing of HTTP, Django or libevent.
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from comet_server.push.hub import Event, Hub
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,23 @@ class FollowEvents:
 
 
 Wait = Sleep | WaitForEvents | FollowEvents
+
+
+def frame_all(frame: Callable[[Event], bytes], events: list[Event]) -> bytes:
+    """The frames of ``events`` one after the other.  An event the application's
+    ``frame`` fails on is left out (logged once per call): a stream does not die of
+    one bad event, and a client resuming from before it is not refused for ever."""
+    try:
+        return b"".join(map(frame, events))
+    except Exception:
+        log.exception("error framing an event for the event streams: it is left out")
+    parts = []
+    for event in events:
+        try:
+            parts.append(frame(event))
+        except Exception:
+            continue
+    return b"".join(parts)
 
 
 @dataclass(slots=True)
@@ -185,7 +205,7 @@ def _follow_blocking(wait: FollowEvents, hub: Hub) -> Generator[bytes, None, Str
                                   wait.duration or STREAM_LIFETIME)
     for delivery in batches:
         if delivery.events:
-            data = b"".join(map(wait.frame, delivery.events))
+            data = frame_all(wait.frame, delivery.events)
             if data:
                 yield data
         elif wait.ping:

@@ -9,9 +9,9 @@ import json
 import threading
 import time
 
+import httpx
 import pytest
-import requests
-import sseclient
+from httpx_sse import ServerSentEvent, SSEError, connect_sse
 
 from tests.multiprocess import helpers
 from tests.multiprocess.helpers import Poster, Server, wait_until
@@ -47,44 +47,43 @@ class StreamReader(threading.Thread):
         return self.stop
 
     def run(self) -> None:
-        session = helpers.session()
-        while not self.done():
-            if time.monotonic() > self.deadline:
-                self.failure = f"deadline passed with {len(self.shown)} messages"
-                return
-            headers = {"Accept": "text/event-stream"}
-            if self.last_id is not None:
-                headers["Last-Event-ID"] = self.last_id
-            try:
-                with session.get(self.server.url(f"/rooms/{self.slug}/events"),
-                                 params={"after": 0}, headers=headers, stream=True,
-                                 timeout=(5, 30)) as resp:
-                    if resp.status_code != 200:
-                        self.failure = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                        return
-                    self._read(sseclient.SSEClient(resp.iter_content(chunk_size=None)))
-            except requests.RequestException as exc:
-                self.errors.append(repr(exc))
-            if not self.done():
-                time.sleep(0.2)  # the client's reconnect pause (EventSource's retry)
+        with httpx.Client(timeout=httpx.Timeout(30, connect=5), trust_env=False) as client:
+            while not self.done():
+                if time.monotonic() > self.deadline:
+                    self.failure = f"deadline passed with {len(self.shown)} messages"
+                    return
+                headers = {} if self.last_id is None else {"Last-Event-ID": self.last_id}
+                try:
+                    with connect_sse(client, "GET", self.server.url(f"/rooms/{self.slug}/events"),
+                                     params={"after": 0}, headers=headers) as source:
+                        if source.response.status_code != 200:
+                            source.response.read()
+                            self.failure = (f"HTTP {source.response.status_code}: "
+                                            f"{source.response.text[:300]}")
+                            return
+                        for event in source.iter_sse():
+                            self._on(event)
+                            if self.done():
+                                return
+                except (httpx.HTTPError, SSEError) as exc:
+                    self.errors.append(repr(exc))
+                if not self.done():
+                    time.sleep(0.2)  # the client's reconnect pause (EventSource's retry)
 
-    def _read(self, client: sseclient.SSEClient) -> None:
-        for event in client.events():
-            if event.event == "ready":
-                self.connections += 1
-            elif event.event == "resync":
-                self.failure = "got resync: the stream could not replay the gap"
-                self.stop = True
-            elif event.event == "messages":
-                for message in json.loads(event.data)["messages"]:
-                    if message["id"] in self._seen:
-                        self.repeats += 1
-                    else:
-                        self._seen.add(message["id"])
-                        self.shown.append(message["id"])
-                self.last_id = event.id
-            if self.done():
-                return
+    def _on(self, event: ServerSentEvent) -> None:
+        if event.event == "ready":
+            self.connections += 1
+        elif event.event == "resync":
+            self.failure = "got resync: the stream could not replay the gap"
+            self.stop = True
+        elif event.event == "messages":
+            for message in json.loads(event.data)["messages"]:
+                if message["id"] in self._seen:
+                    self.repeats += 1
+                else:
+                    self._seen.add(message["id"])
+                    self.shown.append(message["id"])
+            self.last_id = event.id
 
 
 def test_streams_on_two_processes_get_every_message_once_through_a_redis_restart(
