@@ -187,6 +187,8 @@
     $.each(data.typing || [], function (i, nick) { noteTyping(nick); });
   }
 
+  var membershipChanged = false;
+
   /* Stream events (see eventsource.js); messages carry their ids, duplicates are
    * dropped by insertMessage, and the cursor follows the stream's ids. */
   var streamEvents = {
@@ -201,7 +203,11 @@
     typing: function (data) { noteTyping(data.nick); },
     // The members of this private room changed: connect again, so the server checks
     // this visitor's access (a removed member is refused, and the long-poll says so).
-    membership: function () { poller.stop(); poller.start(); },
+    membership: function () {
+      membershipChanged = true;
+      poller.stop();
+      poller.start();
+    },
     resync: function () { window.location.reload(); }
   };
 
@@ -215,7 +221,10 @@
       timeout: parseFloat($body.attr("data-poll-timeout")),
       params: function () { return {after: cursor, changes: changesCursor}; },
       onData: onLongPoll,
-      onGone: function (xhr) { revoked(xhr.responseJSON && xhr.responseJSON.error); }
+      onGone: function (xhr) {
+        // Refused right after a membership change: this visitor was removed.
+        revoked(membershipChanged ? "" : xhr.responseJSON && xhr.responseJSON.error);
+      }
     }
   });
 
