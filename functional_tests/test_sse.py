@@ -1,8 +1,6 @@
 """The chat over Chromium's own EventSource: live messages, a server killed and
-restarted mid-conversation, and the fallback to the long-poll behind a buffering proxy.
-
-(Moderation — a message deleted by a moderator disappears — is built on another
-branch and not tested here.)
+restarted mid-conversation, a moderator's deletion and streams ending at their
+lifetime under the pages, and the fallback to the long-poll behind a buffering proxy.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from functional_tests.browser import (
@@ -24,8 +23,10 @@ from functional_tests.browser import (
     wait_for_message,
 )
 from functional_tests.server import ChatServer
+from functional_tests.test_identity import sign_up, submit
 from tests.helpers import nginx
 from tests.helpers.nginx import Nginx
+from tests.helpers.proc import UNLIMITED_CHAT_ENV
 
 RECONNECT = 30.0  # the stream's retry is 3 s; a restart takes a few more
 FALLBACK = 20.0  # the page waits CHAT_STREAM_FIRST_EVENT_SECONDS (5 s) for a first event
@@ -101,6 +102,74 @@ def lobby_count(driver: WebDriver, slug: str) -> int:
     return int(driver.execute_script(
         "return document.querySelector('li.room[data-slug=\"' + arguments[0] + '\"] .count')"
         ".textContent;", slug))
+
+
+LIFETIME = 2.0  # seconds: the pages' streams end and resume several times per test
+
+# Set on the page when #status ever says offline (a lifetime reconnect must not).
+WATCH_STATUS_JS = """
+window.wentOffline = false;
+new MutationObserver(function () {
+  if (document.getElementById('status').getAttribute('data-state') === 'offline') {
+    window.wentOffline = true;
+  }
+}).observe(document.getElementById('status'), {attributes: true});
+"""
+
+
+@pytest.fixture
+def short_lived_streams(tmp_path: Path) -> Iterator[ChatServer]:
+    rules = {**UNLIMITED_CHAT_ENV, "CHAT_STREAM_LIFETIME": str(LIFETIME)}
+    server = ChatServer(tmp_path / "db.sqlite3", tmp_path, name="short", rules=rules)
+    server.migrate()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_moderation_and_stream_lifetimes_over_sse(short_lived_streams: ChatServer,
+                                                  browser: WebDriver,
+                                                  other_browser: WebDriver) -> None:
+    """The owner of a room deletes a guest's message: it leaves the guest's page over
+    the stream.  Streams end every LIFETIME seconds: the pages resume with
+    Last-Event-ID, show every message once, and never say they are offline."""
+    site = short_lived_streams
+    olga, bob = browser, other_browser
+    sign_up(olga, site, "olga")
+    olga.get(site.url("/"))
+    olga.find_element(By.ID, "id_slug").send_keys("olgas")
+    olga.find_element(By.ID, "id_title").send_keys("Olga's")
+    submit(olga, "#create-room [type=submit]", "creating a room")
+    open_room(bob, site.url(""), "olgas", "bob")
+    for page in (olga, bob):
+        until(page, transport_is("sse"), "the page did not go live over EventSource", LIVE)
+        page.execute_script(WATCH_STATUS_JS)
+
+    type_message(bob, "buy cheap stuff")
+    spam = wait_for_message(olga, "buy cheap stuff", timeout=LIVE)
+    olga.find_element(By.CSS_SELECTOR, f'li.message[data-id="{spam}"] button.delete').click()
+    until(bob, lambda d: not ids_of(d, "buy cheap stuff"),
+          "the deleted message stayed on the guest's page", LIVE)
+
+    def streams_ended() -> int:  # the access log has a line per stream, at its end
+        return site.stdout().count("/rooms/olgas/events?") + \
+            site.stderr().count("/rooms/olgas/events?")
+
+    texts = []
+    for n in range(3):  # each after a stream ended: some reach a page by its replay
+        ended = streams_ended()
+        until(bob, lambda d, ended=ended: streams_ended() > ended,
+              "no stream reached its lifetime",
+              LIFETIME * 5)
+        texts.append(f"across lifetimes {n}")
+        type_message(olga, texts[-1])
+        wait_for_message(bob, texts[-1], timeout=LIVE)
+    for page in (olga, bob):
+        assert_each_once_in_order(page, texts)
+        assert not ids_of(page, "buy cheap stuff")
+        assert not page.execute_script("return window.wentOffline;"), \
+            "the page said Reconnecting… for an ordinary end of its stream"
+        assert transport(page) == "sse"
 
 
 # nginx holding the event streams back, as a misconfigured proxy would: the stream's

@@ -27,7 +27,7 @@
       .text(name === "sse" ? "live (SSE)" : "live (long-poll)");
   }
 
-  var RECONNECT_GRACE_MS = 4500;
+  var RECONNECT_GRACE_MS = 6000;
 
   window.chatTransport = function (options) {
     var source = null, poller = null, firstTimer = null, offlineTimer = null, stopped = true;
