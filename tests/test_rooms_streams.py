@@ -231,3 +231,61 @@ def test_opening_a_stream_signals_a_newcomer_once(room: Room, fresh_hub: Any) ->
     assert fresh_hub.published_total == 2  # a presence signal to the room and the lobby
     leases.take(room, "bob", 300)  # already present: no signal
     assert fresh_hub.published_total == 2
+
+
+# -- access and moderation (the rules of the identity work) --------------------------------
+
+
+def login(name: str) -> Client:
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_user(name, password="a-Long-pass-4242"))
+    return client
+
+
+@pytest.fixture
+def secret() -> Room:
+    olga = login("olga")
+    assert olga.post("/", {"slug": "secret", "title": "Secret", "private": "on"}).status_code \
+        == 302
+    return Room.objects.get(slug="secret")
+
+
+def test_a_private_room_stream_is_for_its_members_only(secret: Room) -> None:
+    services.post_message(secret, "olga", "psst")
+    for outsider in (Client(), login("sam")):
+        assert outsider.get("/rooms/secret/events?after=0").status_code == 404
+        lobby = stream(outsider, "/rooms/events?after=0")
+        assert "secret" not in [r["slug"] for r in json.loads(lobby[0]["data"])["rooms"]]
+    olga = Client()
+    olga.force_login(secret.owner)
+    events = stream(olga, "/rooms/secret/events?after=0")
+    assert json.loads(events[1]["data"])["messages"][0]["text"] == "psst"
+    lobby = stream(olga, "/rooms/events?after=0")
+    assert "secret" in [r["slug"] for r in json.loads(lobby[0]["data"])["rooms"]]
+
+
+def test_moderation_changes_are_replayed_and_framed(ann: Client, room: Room) -> None:
+    from chatsite.rooms import moderation
+
+    first, spam = post(room, "fine", "spam")
+    change = moderation.delete_message(Message.objects.get(id=spam))
+    assert change is not None
+    # A page that had no change yet gets it right after ready; the replayed message
+    # is a tombstone.
+    events = stream(ann, f"/rooms/random/events?after={first}&changes=0")
+    assert [e["event"] for e in events] == ["ready", "changes", "messages"]
+    [replayed_change] = json.loads(events[1]["data"])["changes"]
+    assert replayed_change["id"] == change.id and replayed_change["type"] == "deleted"
+    assert json.loads(events[2]["data"])["messages"] == [{"id": spam, "deleted": True}]
+    # A page that has it gets nothing again; a bad cursor is a 400.
+    events = stream(ann, f"/rooms/random/events?after={spam}&changes={change.id}")
+    assert [e["event"] for e in events] == ["ready"]
+    assert ann.get("/rooms/random/events?after=0&changes=x").status_code == 400
+    # Live: the published signal becomes a changes frame (read back once per event).
+    render = RoomFrames(room.id)
+    name, data = frame(render, Event("room:random", {"type": "deleted", "id": change.id,
+                                                     "message": spam}))
+    assert name == "changes" and data["changes"] == [replayed_change]
+    assert frame(render, Event("room:random", {"type": "membership"})) == ("membership", {})
