@@ -148,6 +148,8 @@ class Exchange:
         assert self.driver is not None
         while True:
             wait = self.driver.advance(outcome, self.pending)
+            if self.driver.status is not None:
+                self._restatus()
             if wait is None:
                 self.finish()
                 return
@@ -192,6 +194,15 @@ class Exchange:
             self.watch = server.hub.watch(wait.channels, wait.after, self.on_delivery)
             self.timer = server.loop.call_later(wait.timeout, self.on_timeout)
         self.phase = Phase.PARKED
+
+    def _restatus(self) -> None:
+        """The coroutine chose another status (a refusal found while waiting)."""
+        assert self.driver is not None
+        status, self.driver.status = self.driver.status, None
+        assert status is not None
+        if self.response.started:
+            raise RuntimeError("a comet coroutine set a status after the response started")
+        self.response.set_status(status.line, self.response.headers or [])
 
     def follow(self, wait: FollowEvents) -> None:
         """Become an event stream: send what is buffered (the head at least) and the
