@@ -64,6 +64,11 @@ try:
     CHAT_RATE_NAME_SESSION = env.str("CHAT_RATE_NAME_SESSION", "5/60")
     CHAT_RATE_TYPING_SESSION = env.str("CHAT_RATE_TYPING_SESSION", "60/60")
     CHAT_MAX_ROOMS_PER_USER = env.int("CHAT_MAX_ROOMS_PER_USER", 20)
+    # The pages' event streams (chatsite/rooms/streams.py): how long one stays open
+    # before the browser reconnects, and how long a page waits for its first event
+    # before it falls back to the long-poll.
+    CHAT_STREAM_LIFETIME = env.float("CHAT_STREAM_LIFETIME", 300.0)
+    CHAT_STREAM_FIRST_EVENT_SECONDS = env.float("CHAT_STREAM_FIRST_EVENT_SECONDS", 5.0)
 
     if not DEBUG:
         # Production refuses to start rather than run with a guessable key or no host check.

@@ -5,7 +5,17 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from chatsite.rooms import access, conf, limits, moderation, names, presence, services, updates
+from chatsite.rooms import (
+    access,
+    conf,
+    limits,
+    moderation,
+    names,
+    presence,
+    services,
+    streams,
+    updates,
+)
 from chatsite.rooms.forms import RoomForm
 from chatsite.rooms.identity import current_nick, current_user, remember_nick
 from chatsite.rooms.models import Room
@@ -30,6 +40,7 @@ def lobby(request: HttpRequest) -> HttpResponse:
         "cursor": updates.latest_message_id(),
         "form": form,
         "poll_timeout": conf.poll_timeout(),
+        "first_event_ms": round(streams.first_event_seconds() * 1000),
     }
     response = render(request, "rooms/lobby.html", context,
                       status=429 if limited else 400 if form.errors else 200)
@@ -64,6 +75,7 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
         "messages_flash": get_messages(request),  # "messages" is the chat's here
         "nick_error": nick_error,
         "poll_timeout": conf.poll_timeout(),
+        "first_event_ms": round(streams.first_event_seconds() * 1000),
         "max_text": conf.MAX_TEXT,
     }
     return render(request, "rooms/room.html", context, status=status)

@@ -73,7 +73,10 @@ def _accepts(port: int) -> bool:
 
 
 class Nginx:
-    """One nginx master (and one worker) proxying 127.0.0.1:``port`` to ``upstream``."""
+    """One nginx master (and one worker) proxying 127.0.0.1:``port`` to ``upstream``;
+    a subclass may set another ``conf_template`` (the placeholders of ``CONF``)."""
+
+    conf_template = CONF
 
     def __init__(self, tmp: Path, upstream: int) -> None:
         self.tmp = tmp
@@ -87,8 +90,8 @@ class Nginx:
             self.port = free_port()
             user = "user root;\n" if os.geteuid() == 0 else ""
             conf = self.tmp / "nginx.conf"
-            conf.write_text(CONF.format(user=user, tmp=self.tmp, port=self.port,
-                                        upstream=self.upstream))
+            conf.write_text(self.conf_template.format(user=user, tmp=self.tmp,
+                                                      port=self.port, upstream=self.upstream))
             with open(self.tmp / "nginx.stderr", "ab") as err:
                 self.proc = subprocess.Popen(
                     [NGINX, "-p", str(self.tmp), "-e", str(self.tmp / "error.log"),

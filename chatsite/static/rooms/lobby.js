@@ -1,4 +1,5 @@
-/* The room list: live message counts and people present, from /rooms/updates. */
+/* The room list: live message counts and people present, from /rooms/events
+ * (or the /rooms/updates long-poll: see eventsource.js). */
 (function ($) {
   "use strict";
   var $body = $("body");
@@ -36,11 +37,17 @@
     });
   }
 
-  var poller = window.chatLongPoll({
-    url: $body.attr("data-updates-url"),
-    timeout: parseFloat($body.attr("data-poll-timeout")),
+  var poller = window.chatTransport({
+    eventsUrl: $body.attr("data-events-url"),
+    firstEventMs: parseFloat($body.attr("data-first-event-ms")),
     params: function () { return {after: cursor}; },
-    onData: update
+    events: {rooms: update},
+    longPoll: {
+      url: $body.attr("data-updates-url"),
+      timeout: parseFloat($body.attr("data-poll-timeout")),
+      params: function () { return {after: cursor}; },
+      onData: update
+    }
   });
   poller.start();
   $(window).on("pagehide", function () { poller.stop(); });

@@ -1,6 +1,7 @@
 /* A room page: show messages once each, in id order; send; typing; presence.
  *
- * The cursor only moves with long-poll answers (never with our own POST answer),
+ * Updates come from chatTransport (eventsource.js: the event stream, or the long-poll).
+ * The cursor only moves with their answers (never with our own POST answer),
  * so a lower id committed later is never skipped; ids already shown are ignored.
  * Message text is always inserted with .text(), never as HTML. */
 (function ($) {
@@ -177,19 +178,54 @@
     setTimeout(renderTyping, TYPING_MS + 100);
   }
 
-  var poller = window.chatLongPoll({
-    url: base + "updates",
-    timeout: parseFloat($body.attr("data-poll-timeout")),
-    params: function () { return {after: cursor, changes: changesCursor}; },
-    onData: function (data) {
-      if (data.revoked) { revoked(data.error); return; }
-      applyChanges(data.changes);
+  function onLongPoll(data) {
+    if (data.revoked) { revoked(data.error); return; }
+    applyChanges(data.changes);
+    addMessages(data.messages || [], false);
+    if (data.cursor > cursor) { cursor = data.cursor; }
+    if (data.presence) { renderPresence(data.presence); }
+    $.each(data.typing || [], function (i, nick) { noteTyping(nick); });
+  }
+
+  var membershipChanged = false;
+
+  /* Stream events (see eventsource.js); messages carry their ids, duplicates are
+   * dropped by insertMessage, and the cursor follows the stream's ids. */
+  var streamEvents = {
+    ready: function (data) { renderPresence(data.presence || []); },
+    messages: function (data, event) {
       addMessages(data.messages || [], false);
-      if (data.cursor > cursor) { cursor = data.cursor; }
-      if (data.presence) { renderPresence(data.presence); }
-      $.each(data.typing || [], function (i, nick) { noteTyping(nick); });
+      var id = parseInt(event.lastEventId, 10);
+      if (id > cursor) { cursor = id; }
     },
-    onGone: function (xhr) { revoked(xhr.responseJSON && xhr.responseJSON.error); }
+    changes: function (data) { applyChanges(data.changes); },
+    presence: function (data) { renderPresence(data.presence || []); },
+    typing: function (data) { noteTyping(data.nick); },
+    // The members of this private room changed: connect again, so the server checks
+    // this visitor's access (a removed member is refused, and the long-poll says so).
+    membership: function () {
+      membershipChanged = true;
+      poller.stop();
+      poller.start();
+    },
+    resync: function () { window.location.reload(); }
+  };
+
+  var poller = window.chatTransport({
+    eventsUrl: base + "events",
+    firstEventMs: parseFloat($body.attr("data-first-event-ms")),
+    params: function () { return {after: cursor, changes: changesCursor}; },
+    events: streamEvents,
+    longPoll: {
+      url: base + "updates",
+      timeout: parseFloat($body.attr("data-poll-timeout")),
+      params: function () { return {after: cursor, changes: changesCursor}; },
+      onData: onLongPoll,
+      onGone: function (xhr) {
+        // Refused right after a membership change: this visitor was removed.
+        revoked(membershipChanged ? "" : xhr.responseJSON && xhr.responseJSON.error);
+      }
+    }
   });
 
   function send() {

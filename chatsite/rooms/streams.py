@@ -1,0 +1,125 @@
+"""The chat's Server-Sent Events: one stream per room page and one for the lobby.
+
+Resuming follows the long-poll's rules: the cursor (``Last-Event-ID`` when the
+browser reconnects by itself, else ``?after=``) is a message id, at most the newest
+on the site, else 400 JSON.  A room stream replays the messages past it from the
+database (the truth), or sends ``resync`` when they are more than ``MAX_BATCH``; the
+lobby stream starts with a fresh snapshot instead.  See README in this package.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+
+from chatsite.rooms import access, moderation, names, presence, stream_frames, updates
+from chatsite.rooms.channels import LOBBY, room_channel
+from chatsite.rooms.conf import MAX_BATCH
+from chatsite.rooms.identity import current_nick, current_user
+from chatsite.rooms.models import Room
+from chatsite.rooms.stream_frames import (
+    LobbyFrames,
+    RoomFrames,
+    changes_frame,
+    dumps,
+    ledger,
+    lobby_snapshot,
+)
+from chatsite.rooms.stream_presence import leases
+from chatsite.rooms.validation import check_cursor_known, parse_cursor
+from comet_server import ServerSentEvent, event_stream, last_event_id
+
+
+def stream_lifetime() -> float:
+    """Seconds a stream stays open before the browser reconnects and resumes
+    (``CHAT_STREAM_LIFETIME``, default 300); also the length of a presence lease."""
+    return float(getattr(settings, "CHAT_STREAM_LIFETIME", 300.0))
+
+
+def first_event_seconds() -> float:
+    """How long a page waits for its stream's first event before it falls back to the
+    long-poll (``CHAT_STREAM_FIRST_EVENT_SECONDS``, default 5): a proxy in between
+    buffers the stream."""
+    return float(getattr(settings, "CHAT_STREAM_FIRST_EVENT_SECONDS", 5.0))
+
+
+def _cursor(request: HttpRequest) -> int | JsonResponse:
+    try:
+        after = parse_cursor(last_event_id(request))
+        return check_cursor_known(after, updates.latest_message_id())
+    except ValueError as exc:
+        return JsonResponse({"error": f"after: {exc}"}, status=400)
+
+
+def _changes_cursor(request: HttpRequest, room: Room) -> int | JsonResponse:
+    """``changes``: the newest moderation change the page has (as for the long-poll;
+    without it, only the changes made from now on)."""
+    value = request.GET.get("changes")
+    if value is None:
+        return moderation.latest_change_id(room.id)
+    try:
+        return parse_cursor(value)
+    except ValueError as exc:
+        return JsonResponse({"error": f"changes: {exc}"}, status=400)
+
+
+def _closed(room_id: int, nick: str | None) -> None:
+    """``on_close`` of a room stream: this process frames for one stream fewer, and the
+    nick's presence lapses after the presence window unless the page comes back."""
+    ledger.closed(room_id)
+    if nick is not None:
+        leases.release(room_id, nick)
+
+
+@require_GET
+def room_events(request: HttpRequest, slug: str) -> HttpResponse:
+    """``text/event-stream`` of a room: ``ready`` (and ``changes`` missed since
+    ``?changes=``), then ``messages`` (with ids), ``changes``, ``presence``, ``typing``,
+    ``membership``; ``resync`` when the page is too far behind."""
+    after = _cursor(request)
+    if isinstance(after, JsonResponse):
+        return after
+    room = Room.objects.filter(slug=slug).first()
+    if room is None or not access.can_see(room, request.user):
+        return JsonResponse({"error": "No such room."}, status=404)
+    changes_after = _changes_cursor(request, room)
+    if isinstance(changes_after, JsonResponse):
+        return changes_after
+    channel = room_channel(room.slug)
+    missed = updates.messages_after(room.id, after, limit=MAX_BATCH + 1)
+    resync = len(missed) > MAX_BATCH
+    if resync:
+        after, missed = updates.newest_message_id(room.id), []
+    newest = max([after] + [m["id"] for m in missed])
+    nick = current_nick(request)
+    lifetime = stream_lifetime()
+    if nick is not None:
+        leases.take(room, nick, lifetime)
+        if current_user(request) is None:
+            names.keep_alive(request, nick)  # a guest's name stays theirs
+    ledger.opened(room.id, newest)
+    first = [ServerSentEvent(dumps({"presence": presence.present_nicks(room.id),
+                                    "cursor": newest}), event="ready")]
+    changes = moderation.changes_after(room.id, changes_after)
+    if changes:
+        first.append(changes_frame(changes))
+    return event_stream(
+        [channel], after=after, render=RoomFrames(room.id), first=first,
+        replay=[stream_frames.stored_event(channel, m) for m in missed], resync=resync,
+        lifetime=lifetime, on_close=partial(_closed, room.id, nick))
+
+
+@require_GET
+def lobby_events(request: HttpRequest) -> HttpResponse:
+    """``text/event-stream`` of the room list: a ``rooms`` snapshot first, then one per
+    change (a message anywhere carries its id; presence and new rooms do not)."""
+    after = _cursor(request)
+    if isinstance(after, JsonResponse):
+        return after
+    latest = updates.latest_message_id()
+    viewer = request.user.pk if request.user.is_authenticated else None
+    return event_stream([LOBBY], after=max(after, latest), render=LobbyFrames(viewer),
+                        first=[lobby_snapshot(latest, viewer)], lifetime=stream_lifetime())
