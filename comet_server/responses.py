@@ -401,6 +401,12 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     it as its ``id:`` (the browser's resume point); signals carry none.  An event
     ``render`` raises on is left out of the streams (and logged).
 
+    Streams follow cursors: an event that arrives with a cursor at or below what a
+    stream already has is not sent to it.  With several publishing processes events
+    can reach a process out of cursor order (or not at all, while a broker is away),
+    so a stream that must not miss one frames from the store, not from the payload:
+    the chat's message frames carry every message past the last one framed.
+
     The view resumes the client: ``after`` is the cursor it has (see
     ``last_event_id``) and ``replay`` the events it missed, oldest first, read from
     the application's durable store (the server adds any its short history holds past
