@@ -38,10 +38,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import replace
+from http.cookies import SimpleCookie
 from typing import Any, Protocol
 
 from django.core import signals
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import ResponseHeaders
 from django.urls import resolve
 
 from comet_server.push.hub import Event, get_hub
@@ -70,6 +72,10 @@ class StagedRenderer(Protocol):
 
 
 Renderer = Callable[[list[Event], Any], Any] | StagedRenderer
+
+
+_NO_HEADERS = ResponseHeaders({})
+_NO_COOKIES = SimpleCookie()
 
 
 class DeferredResponse(StreamingHttpResponse):
@@ -103,6 +109,10 @@ class DeferredResponse(StreamingHttpResponse):
         # full garbage collections short.  A coroutine that needs the request (a
         # defer_in_time chain) keeps it through its own reference.
         self.comet_request = None
+        # The server has the status and headers already (start_response): a parked
+        # response need not keep its own copies.
+        self.headers = _NO_HEADERS
+        self.cookies = _NO_COOKIES
         closers: list[Callable[[], object]] = list(self._resource_closers)
         self._resource_closers.clear()
         for closer in closers:
