@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "comet_server",
     "chatsite.demo",
     "chatsite.rooms",
+    "chatsite.status",
 ]
 
 MIDDLEWARE = [
@@ -180,6 +181,10 @@ STATICFILES_DIRS = [BASE_DIR / "chatsite" / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Where staff-only pages (the server status) send anyone else: the admin's login
+# until the site has login pages of its own.
+LOGIN_URL = "admin:login"
 
 LOGGING = {
     "version": 1,

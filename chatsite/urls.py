@@ -6,5 +6,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("demo/", include("chatsite.demo.urls")),
+    path("status/", include("chatsite.status.urls")),
     path("", include("chatsite.rooms.urls")),
 ]

@@ -308,13 +308,16 @@ def exposition(source: Callable[[], list[dict[str, Any]]]) -> tuple[bytes, str]:
 
 def sum_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     """Every worker's numbers added up (histograms bucket by bucket): the totals a
-    status page shows.  Gauges such as ``accepting`` become counts of workers."""
+    status page shows.  Gauges such as ``accepting`` become counts of workers; the
+    last loop lag and the uptime are the largest."""
     total: dict[str, Any] = {}
     for snap in snapshots:
         for key, value in snap.items():
             if key in ("worker", "time", "caps", "broker"):
                 continue
-            if isinstance(value, bool | int | float):
+            if key in ("loop_lag_last_s", "uptime_s"):
+                total[key] = max(total.get(key, 0), value)
+            elif isinstance(value, bool | int | float):
                 total[key] = total.get(key, 0) + value
             elif isinstance(value, dict) and "counts" in value:
                 into = total.setdefault(key, {"bounds": value["bounds"],
