@@ -9,12 +9,18 @@ the same way (in a temporary worktree) for a ratio in one run, e.g. the server b
 change::
 
     .venv/bin/python bench/bench_instructions.py --against 976f2b5
+
+``--also OPTIONS`` measures this tree a second time with those server options added,
+e.g. the cost of the metrics (on by default) against ``--metrics-path=''``::
+
+    .venv/bin/python bench/bench_instructions.py --also="--metrics-path="
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -72,14 +78,15 @@ def drive(port: int, requests: int) -> None:
         sock.close()
 
 
-def instructions(tree: Path, requests: int) -> int:
+def instructions(tree: Path, requests: int, options: tuple[str, ...] = ()) -> int:
     """Total instructions of a server process that answered ``requests`` requests."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         port = free_port()
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", PYTHON, "-m",
-             "comet_server", "bench.apps:hello", f"127.0.0.1:{port}", "--no-access-log"],
+             "comet_server", "bench.apps:hello", f"127.0.0.1:{port}", "--no-access-log",
+             *options],
             cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             drive(port, requests)
@@ -92,19 +99,24 @@ def instructions(tree: Path, requests: int) -> int:
         return int(match[1])
 
 
-def per_request(tree: Path, low: int, high: int) -> float:
-    return (instructions(tree, high) - instructions(tree, low)) / (high - low)
+def per_request(tree: Path, low: int, high: int, options: tuple[str, ...] = ()) -> float:
+    return (instructions(tree, high, options) - instructions(tree, low, options)) \
+        / (high - low)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--against", help="a git revision to measure too (ratio in one run)")
+    parser.add_argument("--also", metavar="OPTIONS",
+                        help="server options to measure this tree with too (ratio in one run)")
     parser.add_argument("--requests", type=int, default=2000,
                         help="extra requests of the second run (default 2000)")
     args = parser.parse_args()
     low, high = 500, 500 + args.requests
     rows = [("this tree", per_request(ROOT, low, high))]
-    if args.against:
+    if args.also:
+        rows.append((args.also, per_request(ROOT, low, high, tuple(shlex.split(args.also)))))
+    elif args.against:
         with tempfile.TemporaryDirectory() as tmp:
             tree = Path(tmp) / "tree"
             subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree),
@@ -117,9 +129,9 @@ def main() -> int:
     print(f"instructions per hello-world request (callgrind, {CONNECTIONS} keep-alive "
           f"connections, {args.requests} requests):")
     for name, value in rows:
-        print(f"  {name:>12}: {value:,.0f}")
+        print(f"  {name:>16}: {value:,.0f}")
     if len(rows) == 2:
-        print(f"  ratio this/{args.against}: {rows[0][1] / rows[1][1]:.3f}")
+        print(f"  ratio this/{rows[1][0]}: {rows[0][1] / rows[1][1]:.3f}")
     return 0
 
 

@@ -47,9 +47,9 @@ TARGET_FANOUT_MS = 300.0
 WARMUP_PARKED = 200
 
 
-def comet_server(app: str) -> ServerProcess:
+def comet_server(app: str, *options: str) -> ServerProcess:
     """Our server on ``app`` (started by ``with``)."""
-    return ServerProcess(wsgi_app_argv(app, "--no-access-log"),
+    return ServerProcess(wsgi_app_argv(app, "--no-access-log", *options),
                          name=f"comet-{app.rsplit(':', 1)[-1]}")
 
 
@@ -82,7 +82,7 @@ def bench_hello(seconds: float, warmup: float, rounds: int) -> dict:
             for name, results in runs.items()}
 
 
-def bench_parked(parked: int, rounds: int) -> dict:
+def bench_parked(parked: int, rounds: int, options: tuple[str, ...] = ()) -> dict:
     """RSS per parked request, then the fan-out of one publish to all of them.
 
     The fan-out is repeated ``rounds`` times on the same (kept-alive) connections;
@@ -91,7 +91,7 @@ def bench_parked(parked: int, rounds: int) -> dict:
     request = f"GET /wait HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
     publish = (f"POST /publish HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n\r\n"
                "hello").encode()
-    with comet_server("bench.apps:comet") as server:
+    with comet_server("bench.apps:comet", *options) as server:
         # Warm-up: one full park/publish round so code paths, imports and the
         # allocator's first arenas are in place before the baseline is taken.
         warm = LongPolls(server.port, request)
