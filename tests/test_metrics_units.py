@@ -9,7 +9,7 @@ import logging
 
 from comet_server.protocol.responder import escape
 from comet_server.serving.logs import JsonFormatter
-from comet_server.serving.metrics import Histogram, exposition, sum_snapshots
+from comet_server.serving.metrics import Histogram, ServerMetrics, exposition, sum_snapshots
 from tests.helpers.scrape import Scrape
 
 
@@ -82,3 +82,26 @@ def test_json_formatter() -> None:
     plain = logging.LogRecord("comet_server.redis", logging.WARNING, __file__, 1,
                               "lost (%s)\nsecond line", ("why",), None)
     assert json.loads(formatter.format(plain))["message"] == "lost (why)\nsecond line"
+
+
+def test_observe_many_counts_as_observe_does() -> None:
+    values = [0.0, 0.1, 0.1000001, 0.5, 1.0, 1.5, 99.0]
+    one, many = Histogram((0.1, 1.0, 2.0)), Histogram((0.1, 1.0, 2.0))
+    for value in values:
+        one.observe(value)
+    many.observe_many(list(reversed(values)))
+    assert one.counts == many.counts == [2, 3, 1, 1]
+    assert abs(one.sum - many.sum) < 1e-9
+
+
+def test_responses_folded_in_bulk() -> None:
+    metrics = ServerMetrics()
+    metrics.batch.extend((200, 5, 0.002, 0.0, 200, 7, 0.3, 0.25, 499, 0, 2.0, 1.9,
+                          500, 22, 0.001, 0.0))
+    metrics.fold()
+    assert metrics.batch == []
+    assert metrics.responses_by_class[2] == 2 and metrics.responses_by_class[4] == 1
+    assert metrics.responses_by_class[5] == 1 and metrics.bytes_written == 34
+    assert sum(metrics.request_seconds.counts) == 4
+    assert sum(metrics.parked_seconds.counts) == 2  # only the two that parked
+    assert abs(metrics.parked_seconds.sum - 2.15) < 1e-9

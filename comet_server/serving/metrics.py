@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,6 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop
-    from comet_server.protocol.responder import Responder
 
 __all__ = ["Histogram", "LagProbe", "ServerMetrics", "SnapshotStore", "WorkerCollector",
            "sum_snapshots", "exposition"]
@@ -50,6 +50,7 @@ LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 
 LAG_INTERVAL = 0.1  # seconds between two loop-lag probes
 SNAPSHOT_EVERY = 10  # probes between two snapshot files (1 s)
+FOLD_AT = 4 * 8192  # batch length (4 numbers a response) the lag probe folds at
 STALE_AFTER = 5.0  # a worker file older than this is a hung worker's: not shown
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
@@ -68,17 +69,33 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1  # buckets are "<= bound"
         self.sum += value
 
+    def observe_many(self, values: list[float], presorted: bool = False) -> None:
+        """Observe every value (sorted once, then one bisect per bucket)."""
+        ordered = values if presorted else sorted(values)
+        counts = self.counts
+        below = 0
+        for index, bound in enumerate(self.bounds):
+            upto = bisect_right(ordered, bound)
+            counts[index] += upto - below
+            below = upto
+        counts[-1] += len(ordered) - below
+        self.sum += sum(ordered)
+
     def to_json(self) -> dict[str, Any]:
         return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.sum}
 
 
 class ServerMetrics:
-    """The server's own observations (``protocol.responder.ResponseObserver``)."""
+    """The server's own observations (``protocol.responder.ResponseObserver``):
+    responses land in ``batch`` (four numbers each) and are folded into the counters
+    and histograms before a snapshot (a scrape, the status feed, the worker's file)
+    and by the lag probe once 8,192 are waiting (about 0.6 MiB), in bulk: sorting and
+    bisecting a batch is mostly C code, where a call per response is not."""
 
     def __init__(self) -> None:
-        self.responses_by_class = [0] * 6  # index: status // 100
-        self.delivered = 0
+        self.batch: list[float] = []
         self.not_delivered = 0
+        self.responses_by_class = [0] * 10  # index: status // 100
         self.bytes_written = 0
         self.request_seconds = Histogram(REQUEST_BUCKETS)
         self.parked_seconds = Histogram(PARKED_BUCKETS)
@@ -86,17 +103,22 @@ class ServerMetrics:
         self.loop_lag_seconds = Histogram(LAG_BUCKETS)
         self.last_lag = 0.0
 
-    def response_done(self, response: Responder, delivered: bool) -> None:
-        code = response.code
-        self.responses_by_class[code // 100 if 100 <= code < 600 else 0] += 1
-        if delivered:
-            self.delivered += 1
-        else:
-            self.not_delivered += 1
-        self.bytes_written += response.sent
-        self.request_seconds.observe(time.monotonic() - response.t0)
-        if response.parked_total:
-            self.parked_seconds.observe(response.parked_total)
+    def fold(self) -> None:
+        """Count the responses recorded since the last fold."""
+        batch = self.batch
+        if not batch:
+            return
+        codes, sent, elapsed, parked = batch[0::4], batch[1::4], batch[2::4], batch[3::4]
+        batch.clear()  # the same list: responders hold it
+        by_class = self.responses_by_class
+        for code, count in Counter(codes).items():
+            by_class[int(code) // 100] += count
+        self.bytes_written += int(sum(sent))
+        self.request_seconds.observe_many(elapsed)
+        parked.sort()
+        waited = parked[bisect_right(parked, 0.0):]
+        if waited:
+            self.parked_seconds.observe_many(waited, presorted=True)
 
 
 class LagProbe:
@@ -125,6 +147,8 @@ class LagProbe:
         if self.stopped:
             return
         lag = max(0.0, time.monotonic() - self.due)
+        if len(self.metrics.batch) >= FOLD_AT:
+            self.metrics.fold()
         self.metrics.loop_lag_seconds.observe(lag)
         self.metrics.last_lag = lag
         self.ticks += 1

@@ -238,6 +238,7 @@ class CometServer:
         snapshot file other workers read)."""
         metrics = self.metrics
         assert metrics is not None
+        metrics.fold()
         acceptor = self.acceptor
         broker = self.hub.broker
         by_class = metrics.responses_by_class
@@ -260,7 +261,6 @@ class CometServer:
             "cap_hits": dict(acceptor.hits),
             "refused_total": {str(k): v for k, v in sorted(self.refused_total.items())},
             "responses": {label: by_class[i] for i, label in enumerate(STATUS_CLASSES, 1)},
-            "delivered": metrics.delivered,
             "not_delivered": metrics.not_delivered,
             "request_seconds": metrics.request_seconds.to_json(),
             "parked_seconds": metrics.parked_seconds.to_json(),
