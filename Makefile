@@ -20,6 +20,8 @@ bench: system-packages-bench setup services
 	$(PY) bench/bench_chat.py
 	$(PY) bench/bench_scaleout.py
 	$(PY) bench/bench_hostile.py
+	$(PY) bench/bench_sse.py
+	$(PY) bench/bench_sse.py --app chat --streams 1000
 
 # Style, types, and the layers of README.md's Architecture (no import cycles).
 lint: setup

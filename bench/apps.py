@@ -1,7 +1,10 @@
 """Plain WSGI apps for the benchmarks: no Django, so the figures measure the server.
 
 ``hello`` is the request/response baseline (also served by gunicorn for comparison);
-``comet`` parks ``GET /wait`` on the hub and answers it when ``POST /publish`` fires.
+``comet`` parks ``GET /wait`` on the hub and answers it when ``POST /publish`` fires;
+``GET /events?after=N`` is an event stream of the same channel, and
+``GET /poll?after=N`` a long-poll that resumes from a cursor (the re-polling client
+that streams are compared with).
 """
 
 from __future__ import annotations
@@ -9,8 +12,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from comet_server.push.hub import get_hub
-from comet_server.push.waits import CometCoroutine, Delivery, WaitForEvents, iterate_blocking
+from comet_server.push.hub import Event, get_hub
+from comet_server.push.sse import retry_field
+from comet_server.push.waits import (
+    CometCoroutine,
+    Delivery,
+    FollowEvents,
+    WaitForEvents,
+    iterate_blocking,
+)
 
 CHANNEL = "bench"
 WAIT_TIMEOUT = 120.0
@@ -55,6 +65,56 @@ class _Wait:
 _WAIT = _Wait()  # stateless, so every waiter shares it: nothing allocated per request
 
 
+def sse_frame(event: Event) -> bytes:
+    """An event as a Server-Sent Events message, its cursor as the id."""
+    return b"id: %d\ndata: %b\n\n" % (event.cursor or 0, event.to_json())
+
+
+class _Stream:
+    """``GET /events``: an event stream from a cursor, as ``event_stream`` makes one
+    (without Django: the figures measure the server)."""
+
+    __slots__ = ("after",)
+
+    def __init__(self, after: int | None) -> None:
+        self.after = after
+
+    def comet_coroutine(self) -> CometCoroutine:
+        yield retry_field(3000)
+        yield FollowEvents((CHANNEL,), self.after, sse_frame, ping=b":\n\n")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iterate_blocking(self.comet_coroutine(), get_hub())
+
+
+class _Poll:
+    """``GET /poll?after=N``: a long-poll answered with the events past N, one SSE
+    message each (the same bytes a stream gets, so clients parse both alike)."""
+
+    __slots__ = ("after",)
+
+    def __init__(self, after: int | None) -> None:
+        self.after = after
+
+    def comet_coroutine(self) -> CometCoroutine:
+        delivery = yield WaitForEvents((CHANNEL,), self.after, WAIT_TIMEOUT)
+        key = ("poll", id(delivery.events))
+        body = delivery.memo.get(key)
+        if body is None:
+            body = delivery.memo[key] = b"".join(map(sse_frame, delivery.events))
+        yield body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iterate_blocking(self.comet_coroutine(), get_hub())
+
+
+def _after(environ) -> int | None:
+    query = environ.get("QUERY_STRING", "")
+    if query.startswith("after="):
+        return int(query[6:])
+    return None
+
+
 def comet(environ, start_response):
     """``GET /wait`` parks; ``POST /publish`` wakes every waiter with one event."""
     method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
@@ -62,6 +122,14 @@ def comet(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Cache-Control", "no-store")])
         return _WAIT
+    if path == "/events" and method == "GET":
+        start_response("200 OK", [("Content-Type", "text/event-stream"),
+                                  ("Cache-Control", "no-store")])
+        return _Stream(_after(environ))
+    if path == "/poll" and method == "GET":
+        start_response("200 OK", [("Content-Type", "text/event-stream"),
+                                  ("Cache-Control", "no-store")])
+        return _Poll(_after(environ))
     if path == "/publish" and method == "POST":
         length = int(environ.get("CONTENT_LENGTH") or 0)
         text = environ["wsgi.input"].read(length).decode("utf-8", "replace") if length else ""

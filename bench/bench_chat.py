@@ -93,12 +93,13 @@ class Client:
             headers["X-CSRFToken"] = self.cookies.get("csrftoken", "")
         return headers
 
-    def raw_post(self, path: str, form: dict[str, str]) -> bytes:
+    def raw_post(self, path: str, form: dict[str, str], *, keep_alive: bool = False) -> bytes:
         """The bytes of a POST, built ahead so the clock starts at the send itself."""
         body = urlencode(form)
         lines = [f"POST {path} HTTP/1.1"]
         lines += [f"{k}: {v}" for k, v in self.headers(with_form=True).items()]
-        lines += [f"Content-Length: {len(body.encode())}", "Connection: close", "", body]
+        lines += [f"Content-Length: {len(body.encode())}"]
+        lines += ["", body] if keep_alive else ["Connection: close", "", body]
         return "\r\n".join(lines).encode()
 
 

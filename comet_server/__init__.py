@@ -2,7 +2,9 @@
 
 Public API for views::
 
-    from comet_server import publish, wait_for_events, defer_in_time, stream_events
+    from comet_server import publish, wait_for_events, event_stream, defer_in_time
+
+    ``ServerSentEvent`` and ``last_event_id`` go with ``event_stream``.
 
 The names are imported lazily so that the server core works without Django.
 """
@@ -12,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from comet_server.push.hub import Event, Hub, get_hub, publish, set_hub_factory
-from comet_server.push.waits import Delivery, Sleep, WaitForEvents
+from comet_server.push.sse import ServerSentEvent
+from comet_server.push.waits import Delivery, FollowEvents, Sleep, StreamEnd, WaitForEvents
 from comet_server.settings import make_hub
 
 # publish() anywhere (a view, a command, plain Python) reaches COMET_BROKER if set.
@@ -21,18 +24,24 @@ set_hub_factory(make_hub)
 __all__ = [
     "Delivery",
     "Event",
+    "FollowEvents",
     "Hub",
+    "ServerSentEvent",
     "Sleep",
+    "StreamEnd",
     "WaitForEvents",
     "defer_in_time",
+    "event_stream",
     "get_hub",
+    "last_event_id",
     "publish",
     "stream_events",
     "wait_for_events",
     "worker_metrics",
 ]
 
-_DJANGO_NAMES = {"defer_in_time", "wait_for_events", "stream_events", "DeferredResponse"}
+_DJANGO_NAMES = {"defer_in_time", "wait_for_events", "stream_events", "event_stream",
+                 "last_event_id", "DeferredResponse"}
 
 
 def __getattr__(name: str) -> Any:

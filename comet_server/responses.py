@@ -4,6 +4,9 @@
   then after ``seconds`` call the view found for ``url`` with ``response_prev``.
 - ``wait_for_events(channels, after=..., timeout=..., render=...)``: a long-poll that
   answers with ``render(events, after)`` once events arrive (an empty list on timeout).
+- ``event_stream(channels, after=..., render=...)``: Server-Sent Events for the
+  browser's ``EventSource``: one request per client for minutes, each event rendered
+  once for every open stream, resumed with ``Last-Event-ID`` after a drop.
 - ``stream_events(...)``: an open chunked stream, one chunk per batch of events.
 
 Under ``runcomet`` no thread is held while waiting.  Under any other server the same
@@ -32,7 +35,9 @@ object whose instances compare equal (a frozen dataclass), not a fresh lambda.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any, Protocol
 
 from django.core import signals
@@ -40,7 +45,15 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import resolve
 
 from comet_server.push.hub import Event, get_hub
-from comet_server.push.waits import CometCoroutine, Delivery, Sleep, WaitForEvents, iterate_blocking
+from comet_server.push.sse import ServerSentEvent, comment, retry_field
+from comet_server.push.waits import (
+    CometCoroutine,
+    Delivery,
+    FollowEvents,
+    Sleep,
+    WaitForEvents,
+    iterate_blocking,
+)
 
 
 class StagedRenderer(Protocol):
@@ -298,3 +311,119 @@ def stream_events(channels: str | Iterable[str], *, after: int | None, render: R
                 yield heartbeat_chunk
 
     return DeferredResponse(stream, content_type=content_type)
+
+
+EventRenderer = Callable[[Event], "ServerSentEvent | str | None"]
+
+
+class _Frames:
+    """The bytes an event becomes on an event stream.  One instance per renderer
+    (``_frames_of``), hashed by identity: the server memoises a batch's frames under
+    it for every stream, and looks them up once per stream."""
+
+    __slots__ = ("render",)
+
+    def __init__(self, render: EventRenderer) -> None:
+        self.render = render
+
+    def __call__(self, event: Event) -> bytes:
+        result = self.render(event)
+        if result is None:
+            return b""
+        if isinstance(result, str):
+            result = ServerSentEvent(result)
+        elif not isinstance(result, ServerSentEvent):
+            raise TypeError(f"an event renderer returned {type(result).__name__}, "
+                            "expected ServerSentEvent, str or None")
+        if result.id is not None:
+            raise ValueError("an event renderer may not set the id: it is the event's "
+                             "cursor, on events that have one")
+        if event.cursor is not None:
+            result = replace(result, id=str(event.cursor))
+        return result.encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _frames_of(render: EventRenderer) -> _Frames:
+    return _Frames(render)
+
+
+PING = comment("ping")
+
+
+def last_event_id(request: HttpRequest, param: str = "after") -> str | None:
+    """Where a stream resumes: the ``Last-Event-ID`` header (what a browser sends when
+    it reconnects by itself), else the ``param`` query parameter (the page's first
+    connection), else ``None``.  Parsing and checking it is the view's business."""
+    header = request.headers.get("Last-Event-ID")
+    if header is not None and header.strip():
+        return header.strip()
+    return request.GET.get(param)
+
+
+RESYNC = ServerSentEvent("{}", event="resync")
+
+
+def event_stream(channels: str | Iterable[str], *, after: int | None,
+                 render: EventRenderer, replay: Iterable[Event] = (), resync: bool = False,
+                 first: Iterable[ServerSentEvent] = (), retry: float = 3.0,
+                 lifetime: float | None = None, heartbeat: float | None = None,
+                 on_close: Callable[[], object] | None = None) -> DeferredResponse:
+    """A Server-Sent Events stream (``text/event-stream``) of ``channels``.
+
+    ``render(event)`` gives what an event becomes: a ``ServerSentEvent`` (data, event
+    name), a ``str`` (the data of a ``message`` event) or ``None`` (skipped).  It is
+    called once per event for every stream it reaches, so pass a module-level function
+    or a hashable object, as for ``wait_for_events``.  An event with a cursor carries
+    it as its ``id:`` (the browser's resume point); signals carry none.
+
+    The view resumes the client: ``after`` is the cursor it has (see
+    ``last_event_id``) and ``replay`` the events it missed, oldest first, read from
+    the application's durable store (the server adds any its short history holds past
+    them).  When the gap is more than the application can replay, it passes
+    ``resync=True`` instead: the client gets one ``resync`` event (data ``{}``) and
+    reloads what it shows.  ``first`` are events sent before all that (a snapshot the
+    page needs at once, say; a client can also take the first event as proof that
+    nothing in between buffers the stream).
+
+    The stream starts with ``retry:`` (seconds before the browser reconnects), pings
+    (a comment line) after ``heartbeat`` seconds without a write and ends after
+    ``lifetime`` seconds less up to 10% (``None``: the server's ``--stream-heartbeat``
+    and ``--stream-lifetime``), when the server drains, or when events may have been
+    lost (a broker reconnect); the browser then reconnects with ``Last-Event-ID``.
+    A client that lets ``--max-stream-buffer`` bytes pile up unread is cut.
+    ``on_close()`` runs once when the stream ends, whatever ends it (the client
+    going away included): presence, say.
+
+    Under any server other than runcomet the stream holds its thread while open.
+    """
+    names = _channels(channels)
+    try:
+        frames = _frames_of(render)
+    except TypeError:
+        raise TypeError("event_stream's render must be hashable (a function, or an "
+                        "object that compares and hashes by value)") from None
+    replayed = list(replay)
+    cursors = [e.cursor for e in replayed if e.cursor is not None]
+    cursor = max(cursors + ([after] if after is not None else [])) if cursors else after
+    head = [retry_field(round(retry * 1000))]
+    head.extend(event.encode() for event in first)
+    if resync:
+        head.append(RESYNC.encode())
+    head.extend(map(frames, replayed))
+    opening = b"".join(head)
+    follow = FollowEvents(names, cursor, frames, lifetime, heartbeat, PING)
+
+    def stream(request: HttpRequest | None) -> CometCoroutine:
+        del request  # not needed while streaming: let it be freed
+        try:
+            yield opening
+            yield follow
+        finally:
+            if on_close is not None:
+                on_close()
+
+    response = DeferredResponse(stream, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response

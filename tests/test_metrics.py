@@ -158,3 +158,31 @@ def test_access_log_json_fields(start_server) -> None:
     assert hello["status"] == 200 and hello["bytes"] == 5 and hello["delivered"] is True
     assert hello["method"] == "GET" and hello["client"] == "127.0.0.1"
     assert hello["duration_ms"] >= 0 and hello["logger"] == "comet_server.access"
+
+
+def test_event_streams_are_counted(start_server) -> None:
+    """Open SSE streams show as event streams; each batch they get is a delivery."""
+    server = start_server()
+    channel = f"sse-{uuid.uuid4().hex[:6]}"
+    before = scrape(server.port)
+    streams = []
+    try:
+        for _ in range(2):
+            sock = connect(server.port)
+            sock.sendall(build_request("GET", f"/sse/{channel}"))
+            streams.append(sock)
+        wait_scrape(server.port, lambda s: s.value("comet_event_streams_open") == 2,
+                    message="two event streams")
+        for cursor in (1, 2):  # one batch at a time: each reaches both streams
+            requests.post(server.url(f"/pub/{channel}?cursor={cursor}"), json=cursor,
+                          timeout=10)
+            after = wait_scrape(server.port, lambda s, n=2 * cursor:
+                                s.value("comet_deliveries_total")
+                                - before.value("comet_deliveries_total") == n,
+                                message=f"batch {cursor} to each stream")
+        assert after.value("comet_streams_open") >= 2
+    finally:
+        for sock in streams:
+            sock.close()
+    wait_scrape(server.port, lambda s: s.value("comet_event_streams_open") == 0,
+                message="streams closed")

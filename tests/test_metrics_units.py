@@ -25,7 +25,8 @@ def snapshot(worker: int, parked: int, lag: list[int]) -> dict:
     hist = {"bounds": [0.1, 1.0], "counts": [0, 0, 0], "sum": 0.0}
     return {
         "worker": worker, "time": 0.0, "connections": parked + 1, "accepted_total": 9,
-        "requests_total": 10, "parked": parked, "streaming": 0, "waiters": parked,
+        "requests_total": 10, "parked": parked, "streaming": 0, "event_streams": 0,
+        "event_streams_cut_slow": 0, "waiters": parked,
         "published_total": 2, "delivered_total": 3, "bytes_written": 100, "accepting": 1,
         "stopping": 0, "body_bytes_held": 0, "uptime_s": 5.0 * worker, "rss_bytes": 1000,
         "open_fds": 10, "cap_hits": {"max_connections": 1, "max_per_client": 0,

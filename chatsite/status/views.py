@@ -22,9 +22,10 @@ staff_only = user_passes_test(lambda user: user.is_active and user.is_staff)
 
 # What the feed sends of each snapshot (the page needs no more).
 FIELDS = ("worker", "connections", "accepted_total", "requests_total", "parked", "streaming",
-          "waiters", "published_total", "delivered_total", "responses", "not_delivered",
-          "bytes_written", "accepting", "stopping", "cap_hits", "rss_bytes", "open_fds",
-          "uptime_s", "loop_lag_last_s", "loop_lag_seconds", "fanout_seconds", "broker")
+          "event_streams", "waiters", "published_total", "delivered_total", "responses",
+          "not_delivered", "bytes_written", "accepting", "stopping", "cap_hits", "rss_bytes",
+          "open_fds", "uptime_s", "loop_lag_last_s", "loop_lag_seconds", "fanout_seconds",
+          "broker")
 
 
 def _slim(snapshot: dict[str, Any]) -> dict[str, Any]:

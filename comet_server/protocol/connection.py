@@ -107,7 +107,7 @@ class HTTPConnection:
     __slots__ = (
         "owner", "sock", "peer", "reader", "state", "read_watch", "closed_watch",
         "write_watch", "out", "after_flush", "unparsed", "deadline", "timer", "exchange",
-        "body_mark", "serving", "key", "on_flushed", "body_held",
+        "body_mark", "serving", "key", "on_flushed", "body_held", "queued",
     )
 
     def __init__(self, owner: ConnectionOwner, sock: socket.socket, peer: tuple[str, str],
@@ -125,6 +125,7 @@ class HTTPConnection:
         self.closed_watch: IoWatch | None = None
         self.write_watch: IoWatch | None = None
         self.out: list[bytes] = []
+        self.queued = 0  # bytes in ``out``: what the client has not taken yet
         # Once ``out`` is written: None nothing, else end the response, keeping the
         # connection alive (True) or not (False).
         self.after_flush: bool | None = None
@@ -313,6 +314,7 @@ class HTTPConnection:
             return
         if self.out:
             self.out.append(data)
+            self.queued += len(data)
             return
         try:
             sent = self.sock.send(data)
@@ -323,6 +325,7 @@ class HTTPConnection:
             return
         if sent < len(data):
             self.out.append(data[sent:])
+            self.queued = len(data) - sent
             if self.state is not ConnState.BUSY:
                 self._enter(ConnState.BUSY)
             watch = self.write_watch
@@ -332,10 +335,6 @@ class HTTPConnection:
                     self.on_writable)
             watch.start()
             self._arm(self.owner.keepalive_timeout)
-
-    @property
-    def pending_bytes(self) -> int:
-        return sum(map(len, self.out))
 
     def on_writable(self) -> None:
         out = self.out
@@ -350,8 +349,10 @@ class HTTPConnection:
         out.clear()
         if sent < len(data):
             out.append(data[sent:])
+            self.queued = len(data) - sent
             self._arm(self.owner.keepalive_timeout)  # progress: the client reads
             return
+        self.queued = 0
         if self.write_watch is not None:
             self.write_watch.stop()
         keep_alive, self.after_flush = self.after_flush, None
@@ -442,6 +443,7 @@ class HTTPConnection:
             if watch is not None:
                 watch.close()
         self.out.clear()
+        self.queued = 0
         self.owner.body_bytes -= self.body_held
         self.body_held = 0
         exchange, self.exchange = self.exchange, None

@@ -179,6 +179,14 @@ class Responder:
             self.sink.close()
             self._lost("aborted")
 
+    def abort(self, why: str) -> None:
+        """Cut a started stream on purpose (a client too slow to read it): no last
+        chunk, so the client knows it is incomplete and resumes."""
+        if not self.done:
+            self.state = ResponseState.ABORTED
+            self.sink.close()
+            self._lost(why)
+
     def client_gone(self) -> None:
         """The connection closed before the response was complete."""
         if not self.done:

@@ -23,13 +23,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from comet_server.push.waits import Delivery
 
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop
+
+log = logging.getLogger(__name__)
 
 Scheduler = Callable[[Callable[[], None]], object]
 FAN_OUT_SLICE = 500  # at most this many waiters woken per loop turn...
@@ -98,6 +100,30 @@ class Watch:
         self.key = (channels, after)
 
 
+class Follower:
+    """A standing subscription (an event stream); pass it to ``Hub.unfollow`` to stop.
+
+    ``deliver(delivery)`` is called with every batch of events past the follower's
+    cursor, in the order they were received, never from inside ``Hub.follow`` and
+    never under the hub's lock; the hub moves ``after`` past each batch as it matches
+    it.  ``deliver(None)`` says the hub may have missed events (a broker reconnect):
+    the follower is dropped and its stream should end, so its client resumes from the
+    application's durable store.  ``deliver`` is ``None`` once unfollowed.
+    """
+
+    __slots__ = ("channels", "after", "deliver")
+
+    def __init__(self, channels: tuple[str, ...], after: int | None,
+                 deliver: Callable[[Delivery | None], None]) -> None:
+        self.channels = channels
+        self.after = after
+        self.deliver: Callable[[Delivery | None], None] | None = deliver
+
+
+# A batch for some followers: [followers, the delivery (None: lost), next index].
+_FollowJob = list[Any]
+
+
 def _wanted(events: Iterable[Event], after: int | None) -> list[Event]:
     if after is None:
         return list(events)
@@ -111,6 +137,9 @@ class Hub:
         self._history_len = history
         self._history: dict[str, deque[Event]] = {}
         self._waiters: dict[str, set[Watch]] = {}
+        self._followers: dict[str, set[Follower]] = {}
+        self._follow_jobs: deque[_FollowJob] = deque()
+        self._following_out = False  # a fan-out to followers is under way
         self._pending: list[Event] = []
         self._lock = threading.RLock()
         self._scheduler: Scheduler | None = None
@@ -118,7 +147,9 @@ class Hub:
         self._dispatch_scheduled = False
         self.broker = broker
         self.published_total = 0
-        self.delivered_total = 0  # waiters woken with events (not timeouts, not wake_all)
+        # Waiters woken with events, and batches handed to followers (not timeouts,
+        # not wake_all, not a follower's "you missed events").
+        self.delivered_total = 0
         # Told the seconds from an event's arrival to the last waiter it woke (the
         # server's fan-out histogram); once per fan-out, never per waiter.
         self.on_fanout: Callable[[float], None] | None = None
@@ -190,18 +221,118 @@ class Hub:
         with self._lock:
             self._dispatch_scheduled = False
             since = self._pending_since
-            ready = self._match_pending()
+            pending, self._pending = self._pending, []
+            if not pending:
+                return
+            by_channel: dict[str, list[Event]] = {}
+            for event in pending:
+                by_channel.setdefault(event.channel, []).append(event)
+            memo: dict[Any, Any] = {}
+            jobs = self._match_followers(by_channel, memo) if self._followers else []
+            ready = self._match_pending(by_channel, memo)
+        if jobs:
+            self._queue_follow(jobs)
         if ready:
             self._wake_slice(ready, 0, since)
 
-    def _match_pending(self) -> list[tuple[Watch, Delivery]]:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return []
-        by_channel: dict[str, list[Event]] = {}
-        for event in pending:
-            by_channel.setdefault(event.channel, []).append(event)
-        memo: dict[Any, Any] = {}
+    def _match_followers(self, by_channel: dict[str, list[Event]],
+                         memo: dict[Any, Any]) -> list[_FollowJob]:
+        """The batches of this dispatch for followers, and their cursors moved past them.
+
+        Followers behind every cursored event (the usual case: streams are caught up)
+        share one events list and one Delivery per channel, so a frame is made once.
+        """
+        jobs: list[_FollowJob] = []
+        moves: list[tuple[Sequence[Follower], int]] = []
+        for channel, events in by_channel.items():
+            followers = self._followers.get(channel)
+            if not followers:
+                continue
+            cursors = [e.cursor for e in events if e.cursor is not None]
+            lowest = min(cursors) if cursors else None
+            everyone: list[Follower] = []
+            behind: dict[int, list[Follower]] = {}
+            for follower in followers:
+                after = follower.after
+                if after is None or lowest is None or after < lowest:
+                    everyone.append(follower)
+                else:
+                    group = behind.get(after)
+                    if group is None:
+                        group = behind[after] = []
+                    group.append(follower)
+            if everyone:
+                jobs.append([everyone, Delivery(events, memo), 0])
+            for after, group in behind.items():
+                wanted = _wanted(events, after)
+                if wanted:
+                    jobs.append([group, Delivery(wanted, memo), 0])
+            if cursors:
+                top = max(cursors)
+                moves.append((everyone, top))
+                moves.extend((group, top) for group in behind.values())
+        # Cursors move once every channel is matched: a follower of several channels
+        # is matched against the cursor it had before this dispatch on each of them.
+        for movers, top in moves:
+            for follower in movers:
+                if follower.after is None or follower.after < top:
+                    follower.after = top
+        return jobs
+
+    def _queue_follow(self, jobs: list[_FollowJob]) -> None:
+        """Hand batches to followers in the order they were matched (one queue for
+        all dispatches, so a follower never gets a later batch before an earlier)."""
+        self._follow_jobs.extend(jobs)
+        if not self._following_out:
+            self._following_out = True
+            self._follow_slice()
+
+    def _follow_slice(self) -> None:
+        """Deliver queued batches for about ``FAN_OUT_SLICE_SECONDS``, then yield to
+        the loop (the rest goes on at its next turn).  Without a scheduler, all now."""
+        jobs = self._follow_jobs
+        deadline = (None if self._scheduler is None
+                    else time.perf_counter() + FAN_OUT_SLICE_SECONDS)
+        handed = 0  # batches with events handed over (delivered_total)
+        try:
+            while jobs:
+                job = jobs[0]
+                followers, delivery, index = job
+                count = len(followers)
+                while index < count:
+                    deliver = followers[index].deliver
+                    index += 1
+                    if deliver is not None:
+                        handed += delivery is not None
+                        try:
+                            deliver(delivery)
+                        except Exception:
+                            log.exception("error delivering to an event stream")
+                    if deadline is not None and not index & 63 \
+                            and time.perf_counter() >= deadline and index < count:
+                        job[2] = index
+                        self._continue_follow()
+                        return
+                jobs.popleft()
+                if deadline is not None and jobs and time.perf_counter() >= deadline:
+                    self._continue_follow()
+                    return
+        except BaseException:
+            self._following_out = False
+            raise
+        finally:
+            self.delivered_total += handed
+        self._following_out = False
+
+    def _continue_follow(self) -> None:
+        after_io = self._after_io
+        if after_io is None:
+            self._follow_slice()
+        else:
+            after_io(self._follow_slice)
+
+    def _match_pending(self, by_channel: dict[str, list[Event]],
+                       memo: dict[Any, Any]) -> list[tuple[Watch, Delivery]]:
         woken: dict[Watch, list[Event]] = {}
         for channel, events in by_channel.items():
             by_after: dict[int | None, list[Event]] = {}
@@ -334,8 +465,45 @@ class Hub:
                 if not waiters:
                     del self._waiters[channel]
 
+    def follow(self, channels: tuple[str, ...], after: int | None,
+               deliver: Callable[[Delivery | None], None]) -> Follower:
+        """Call ``deliver`` with every batch of events past ``after`` on ``channels``
+        from now on (see ``Follower``).  Events already in the history are the
+        caller's to send first (``events_after``): follow from the last of them."""
+        follower = Follower(channels, after, deliver)
+        with self._lock:
+            for channel in channels:
+                followers = self._followers.get(channel)
+                if followers is None:
+                    followers = self._followers[channel] = set()
+                followers.add(follower)
+        return follower
+
+    def unfollow(self, follower: Follower | None) -> None:
+        """Stop a follower; harmless if already stopped.  Batches already queued for
+        it are dropped."""
+        if follower is None or follower.deliver is None:
+            return
+        follower.deliver = None
+        with self._lock:
+            self._drop_follower(follower)
+
+    def _drop_follower(self, follower: Follower) -> None:
+        for channel in follower.channels:
+            followers = self._followers.get(channel)
+            if followers is not None:
+                followers.discard(follower)
+                if not followers:
+                    del self._followers[channel]
+
+    def following(self) -> int:
+        """How many followers (open event streams) there are."""
+        with self._lock:
+            return len({f for followers in self._followers.values() for f in followers})
+
     def wake_all(self) -> None:
-        """Answer every waiter with no events (shutdown, broker reconnect): they re-poll.
+        """Answer every waiter with no events (shutdown, broker reconnect): they re-poll;
+        tell every follower it may have missed events (``deliver(None)``).
 
         All share one empty ``Delivery``.  With a scheduler they are woken on the loop
         in slices, as a publish's waiters are; without one, at once.
@@ -347,9 +515,16 @@ class Hub:
             for watch in watches:
                 self._remove(watch)
                 ready.append((watch, delivery))
-            if not ready:
+            lost = list({f for followers in self._followers.values() for f in followers})
+            for follower in lost:
+                self._drop_follower(follower)
+            if not ready and not lost:
                 return
-        self.call_soon(lambda: self._wake_slice(ready, 0))
+        if lost:
+            # Their streams end and their clients resume from the durable store.
+            self.call_soon(lambda: self._queue_follow([[lost, None, 0]]))
+        if ready:
+            self.call_soon(lambda: self._wake_slice(ready, 0))
 
     def waiting(self) -> int:
         with self._lock:

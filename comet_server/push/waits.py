@@ -2,18 +2,20 @@
 
 A *comet response* is a WSGI iterable with a ``comet_coroutine()`` method returning a
 generator.  The generator yields ``bytes`` (body data) or a wait object (``Sleep``,
-``WaitForEvents``).  The comet server parks the connection on a wait and resumes the
-generator with ``send(outcome)`` when it resolves; no thread is held meanwhile.  Any
-other WSGI server just iterates the response, and ``iterate_blocking`` then resolves
-the same waits by blocking the calling thread, so views stay portable.
+``WaitForEvents``, ``FollowEvents``).  The comet server parks the connection on a
+wait and resumes the generator with ``send(outcome)`` when it resolves; no thread is
+held meanwhile.  Any other WSGI server just iterates the response, and
+``iterate_blocking`` then resolves the same waits by blocking the calling thread, so
+views stay portable.
 
 This module knows nothing of HTTP, Django or libevent.
 """
 
 from __future__ import annotations
 
+import enum
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +53,51 @@ class WaitForEvents:
             raise ValueError(f"WaitForEvents needs timeout > 0, got {self.timeout!r}")
 
 
-Wait = Sleep | WaitForEvents
+class StreamEnd(enum.Enum):
+    """Why a ``FollowEvents`` wait ended: the outcome the coroutine gets."""
+
+    LIFETIME = "lifetime"  # ``duration`` passed: the client reconnects (rebalancing)
+    DRAIN = "drain"  # the server is stopping: the client reconnects elsewhere
+    LOST = "lost"  # events may have been missed (broker reconnect): resume from the store
+
+
+# What a stream does when its view does not say (the comet server's options
+# --stream-lifetime and --stream-heartbeat default to these too).
+STREAM_LIFETIME = 300.0  # seconds, less up to STREAM_LIFETIME_JITTER of it
+STREAM_LIFETIME_JITTER = 0.1  # streams opened together do not all end together
+STREAM_HEARTBEAT = 15.0  # seconds without a write before a ping
+
+
+@dataclass(frozen=True, slots=True)
+class FollowEvents:
+    """Stream every event on ``channels`` past ``after`` for ``duration`` seconds
+    (less up to ``STREAM_LIFETIME_JITTER`` of it).
+
+    Each batch of events is written as the concatenation of ``frame(event)`` (the
+    bytes an event becomes on the stream: made once per batch however many streams
+    share it, so ``frame`` must be hashable, like a renderer); ``ping`` is written
+    after each ``heartbeat`` seconds without a write.  ``None`` for either: the
+    server's setting.  The outcome is a ``StreamEnd``.  Every channel must share one
+    cursor sequence (the cursor moves past each batch).
+    """
+
+    channels: tuple[str, ...]
+    after: int | None
+    frame: Callable[[Event], bytes]
+    duration: float | None = None
+    heartbeat: float | None = None
+    ping: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            raise ValueError("FollowEvents needs at least one channel")
+        for name in ("duration", "heartbeat"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"FollowEvents needs {name} > 0, got {value!r}")
+
+
+Wait = Sleep | WaitForEvents | FollowEvents
 
 
 @dataclass(slots=True)
@@ -95,11 +141,11 @@ class CoroutineDriver:
             elif isinstance(item, (bytes, bytearray, memoryview)):
                 if item:
                     body.append(bytes(item))
-            elif isinstance(item, (Sleep, WaitForEvents)):
+            elif isinstance(item, (Sleep, WaitForEvents, FollowEvents)):
                 return item
             else:
                 raise TypeError(f"a comet coroutine yielded {type(item).__name__}, "
-                                "expected bytes, Sleep or WaitForEvents")
+                                "expected bytes, Sleep, WaitForEvents or FollowEvents")
 
     def close(self) -> None:
         self.coroutine.close()
@@ -124,7 +170,31 @@ def iterate_blocking(coroutine: CometCoroutine, hub: Hub) -> Iterator[bytes]:
             if isinstance(wait, Sleep):
                 time.sleep(wait.seconds)
                 outcome = None
+            elif isinstance(wait, FollowEvents):
+                outcome = yield from _follow_blocking(wait, hub)
             else:
                 outcome = hub.wait_blocking(wait.channels, wait.after, wait.timeout)
     finally:
         driver.close()
+
+
+def _follow_blocking(wait: FollowEvents, hub: Hub) -> Generator[bytes, None, StreamEnd]:
+    """A stream on the calling thread: wait for events, write their frames, ping
+    when idle, until ``duration`` passes (the thread is held all along)."""
+    cursor = wait.after
+    heartbeat = wait.heartbeat or STREAM_HEARTBEAT
+    deadline = time.monotonic() + (wait.duration or STREAM_LIFETIME)
+    while (left := deadline - time.monotonic()) > 0:
+        delivery = hub.wait_blocking(wait.channels, cursor, min(heartbeat, left))
+        events = [e for e in delivery.events
+                  if cursor is None or e.cursor is None or e.cursor > cursor]
+        if events:
+            data = b"".join(map(wait.frame, events))
+            if data:
+                yield data
+            cursors = [e.cursor for e in events if e.cursor is not None]
+            if cursors:
+                cursor = max(cursors)
+        elif wait.ping and deadline - time.monotonic() > 0:
+            yield wait.ping
+    return StreamEnd.LIFETIME

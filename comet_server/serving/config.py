@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from comet_server.push.waits import STREAM_HEARTBEAT, STREAM_LIFETIME
+
 
 def option(default: Any, help: str, *, minimum: float | None = None,
            parse: Callable[[str], Any] | None = None, shown: str | None = None) -> Any:
@@ -70,6 +72,16 @@ class ServerConfig:
                                                   "whose X-Forwarded-For names the client "
                                                   "(REMOTE_ADDR, the per-client cap)",
                                                   parse=_addresses, shown="none")
+    stream_lifetime: float = option(STREAM_LIFETIME, "seconds an event stream stays open "
+                                    "(less up to 10%, so streams opened together do not "
+                                    "end together); its client then reconnects and resumes, "
+                                    "which rebalances streams across processes", minimum=1)
+    stream_heartbeat: float = option(STREAM_HEARTBEAT, "seconds without a write before an "
+                                     "event stream gets a comment line (proxies and "
+                                     "clients notice dead connections)", minimum=0.1)
+    max_stream_buffer: int = option(1 << 20, "bytes an event stream may hold unread by its "
+                                    "client; past it the stream is cut (the client resumes "
+                                    "from its last event id)", minimum=1024, shown="1 MiB")
     shutdown_grace: float = option(5.0, "seconds a drain may take before the rest is "
                                    "closed", minimum=0)
     worker_timeout: float = option(30.0, "seconds a pre-fork worker may go without a "

@@ -3,7 +3,10 @@
 A plain WSGI iterable is sent at once.  A *comet response* (an iterable with
 ``comet_coroutine()``, see ``comet_server.push.waits``) is run by the shared
 ``CoroutineDriver`` up to each wait; the exchange then parks (a loop timer, a hub
-watch) and resumes the coroutine when the wait resolves.  HTTP framing is the
+watch) and resumes the coroutine when the wait resolves.  A ``FollowEvents`` wait
+makes it an event stream: a hub follower writes each batch's frames (made once per
+batch for every stream) straight to the connection, a timer pings it when idle, and
+the coroutine resumes only when the stream ends (lifetime, drain, events lost).  HTTP framing is the
 ``Responder``'s; this module never touches a socket and knows nothing of Django.
 """
 
@@ -18,12 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 from comet_server.protocol import http1
 from comet_server.protocol.responder import Responder
-from comet_server.push.waits import CoroutineDriver, Delivery, Sleep, WaitForEvents
+from comet_server.push.waits import (
+    CoroutineDriver,
+    Delivery,
+    FollowEvents,
+    Sleep,
+    StreamEnd,
+    WaitForEvents,
+)
 
 if TYPE_CHECKING:
     from comet_server.loop import Timer
     from comet_server.protocol.connection import HTTPConnection
-    from comet_server.push.hub import Watch
+    from comet_server.push.hub import Follower, Watch
     from comet_server.serving.server import CometServer
 
 log = logging.getLogger("comet_server.serving.server")
@@ -41,7 +51,20 @@ class Phase(enum.Enum):
 
     RUNNING = "running"  # the application or its coroutine is executing
     PARKED = "parked"  # waiting for a timer or events, no thread held
+    FOLLOWING = "following"  # an event stream: events are written as they come
     DONE = "done"  # answered (or abandoned); nothing more happens
+
+
+def _frame_batch(frame: Callable[[Any], bytes],
+                 events: list[Any]) -> tuple[list[Any], bytes | None, bytes | None]:
+    """``(events, frames, frames as one chunk)``; ``None`` for both when the
+    application's frame function failed (logged once for every stream of the batch)."""
+    try:
+        data = b"".join(map(frame, events))
+    except APPLICATION_ERRORS:
+        log.exception("error framing events for a stream")
+        return events, None, None
+    return events, data, http1.chunk(data) if data else data
 
 
 class Exchange:
@@ -49,7 +72,8 @@ class Exchange:
 
     __slots__ = (
         "server", "conn", "response", "result", "driver", "pending", "phase",
-        "parked_since", "timer", "watch", "stop_answered", "counted",
+        "parked_since", "timer", "watch", "stop_answered", "counted", "following",
+        "follower", "beat", "beat_mark",
     )
 
     def __init__(self, server: CometServer, conn: HTTPConnection, request: http1.Request,
@@ -67,6 +91,10 @@ class Exchange:
         self.watch: Watch | None = None
         self.stop_answered = False
         self.counted = False  # counted against the per-client cap (behind a proxy)
+        self.following: FollowEvents | None = None  # the stream's wait, while following
+        self.follower: Follower | None = None
+        self.beat: Timer | None = None  # the heartbeat of a stream
+        self.beat_mark = 0  # bytes sent when the last heartbeat was due
 
     @property
     def client(self) -> str:
@@ -142,6 +170,12 @@ class Exchange:
                 if ready:
                     outcome = Delivery(ready)
                     continue
+            elif isinstance(wait, FollowEvents):
+                if self.response.method == "HEAD":  # the headers say it all
+                    self.finish()
+                    return
+                self.follow(wait)
+                return
             self.park(wait)
             return
 
@@ -161,19 +195,112 @@ class Exchange:
             self.timer = server.loop.call_later(wait.timeout, self.on_timeout)
         self.phase = Phase.PARKED
 
+    def follow(self, wait: FollowEvents) -> None:
+        """Become an event stream: send what is buffered (the head at least) and the
+        events the hub's history holds past the cursor, then follow the channels."""
+        server = self.server
+        after = wait.after
+        ready = server.hub.events_after(wait.channels, after)
+        if ready:
+            self.pending.append(b"".join(map(wait.frame, ready)))
+            after = max(e.cursor for e in ready if e.cursor is not None)
+        self._closing()
+        started = self.response.started
+        data = b"".join(self.pending)
+        self.pending.clear()
+        self.response.send(data)  # starts the stream even without data
+        if not started:
+            server.streaming += 1
+        self.conn.suspend()
+        self.parked_since = time.monotonic()
+        server.following += 1
+        self.following = wait
+        self.follower = server.hub.follow(wait.channels, after, self.on_stream)
+        self.timer = server.loop.call_later(server.stream_duration(wait), self.on_stream_end)
+        self.beat_mark = self.response.sent
+        self.beat = server.loop.call_later(wait.heartbeat or server.config.stream_heartbeat,
+                                           self.on_beat)
+        self.phase = Phase.FOLLOWING
+        if self.conn.queued > server.max_stream_buffer:  # a catch-up it does not take
+            self._cut_slow()
+
+    def on_stream(self, delivery: Delivery | None) -> None:
+        """A batch of events for this stream: write its frames (shared by every stream
+        of the batch), or end the stream when the hub may have lost events."""
+        wait = self.following
+        if wait is None:
+            return
+        if delivery is None:
+            self.follower = None  # the hub dropped it
+            self.resume(StreamEnd.LOST)
+            return
+        events = delivery.events
+        frame = wait.frame
+        memo = delivery.memo
+        # One entry per frame function, for the batch being fanned out: the frames
+        # of its events, plain and as a chunk (made once for every stream).
+        entry = memo.get(frame)
+        if entry is None or entry[0] is not events:
+            entry = memo[frame] = _frame_batch(frame, events)
+        data = entry[2] if self.response.chunked else entry[1]
+        if data is None:
+            if self._abandon():
+                self.response.abort("application error")
+        elif data:
+            self.send_stream(data)
+
+    def send_stream(self, data: bytes) -> None:
+        """Write framed stream bytes; a client that lets more than the bound pile up
+        unread is cut (it resumes from its last event id), so it cannot grow us."""
+        conn = self.conn
+        conn.write(data)
+        self.response.sent += len(data)
+        if conn.queued > self.server.max_stream_buffer:
+            self._cut_slow()
+
+    def _cut_slow(self) -> None:
+        self.server.slow_streams += 1
+        if self._abandon():
+            self.response.abort(f"too slow: {self.conn.queued} bytes unread")
+
+    def on_beat(self) -> None:
+        """Ping a stream that wrote nothing since the last heartbeat was due."""
+        wait = self.following
+        if wait is None:
+            return
+        if self.response.sent == self.beat_mark and wait.ping:
+            self.send_stream(http1.chunk(wait.ping) if self.response.chunked else wait.ping)
+        if self.following is not None:
+            self.beat_mark = self.response.sent
+            self.beat = self.server.loop.call_later(
+                wait.heartbeat or self.server.config.stream_heartbeat, self.on_beat)
+
+    def on_stream_end(self) -> None:
+        self.timer = None
+        self.resume(StreamEnd.LIFETIME)
+
     def unpark(self) -> None:
-        self.server.parked -= 1
-        self.response.parked_total += time.monotonic() - self.parked_since
+        server = self.server
+        if self.phase is Phase.FOLLOWING:
+            server.following -= 1
+            server.hub.unfollow(self.follower)
+            self.follower = self.following = None
+            if self.beat is not None:
+                self.beat.cancel()
+                self.beat = None
+        else:
+            server.parked -= 1
+            self.response.parked_total += time.monotonic() - self.parked_since
         self.phase = Phase.RUNNING
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         if self.watch is not None:
-            self.server.hub.cancel(self.watch)
+            server.hub.cancel(self.watch)
             self.watch = None
 
     def resume(self, outcome: Any) -> None:
-        if self.phase is not Phase.PARKED:
+        if self.phase is not Phase.PARKED and self.phase is not Phase.FOLLOWING:
             return
         self.unpark()
         try:
@@ -195,6 +322,9 @@ class Exchange:
 
     def stop_waiting(self) -> None:
         """The server drains: a parked long-poll is answered empty, a stream ends."""
+        if self.phase is Phase.FOLLOWING:
+            self.resume(StreamEnd.DRAIN)
+            return
         if self.phase is not Phase.PARKED:
             return
         if self.watch is not None:
@@ -250,7 +380,7 @@ class Exchange:
         """End the exchange early (failure, client gone); False if it already ended."""
         if self.phase is Phase.DONE:
             return False
-        if self.phase is Phase.PARKED:
+        if self.phase is Phase.PARKED or self.phase is Phase.FOLLOWING:
             self.unpark()
         if self.response.started:
             self.server.streaming -= 1

@@ -227,11 +227,17 @@ SCALARS: tuple[tuple[str, str, str, str], ...] = (
     ("counter", "comet_requests", "Requests read (answered or not yet).", "requests_total"),
     ("gauge", "comet_parked", "Responses parked (a long-poll, or a stream between "
      "chunks).", "parked"),
-    ("gauge", "comet_streams_open", "Streaming responses under way.", "streaming"),
+    ("gauge", "comet_streams_open", "Streaming responses under way (event streams "
+     "included).", "streaming"),
+    ("gauge", "comet_event_streams_open", "Server-Sent Event streams following the hub.",
+     "event_streams"),
+    ("counter", "comet_event_streams_cut_slow", "Event streams cut for holding too much "
+     "unread.", "event_streams_cut_slow"),
     ("gauge", "comet_waiters", "Hub waiters (parked long-polls and streams waiting for "
      "events).", "waiters"),
     ("counter", "comet_published", "Events published from this process.", "published_total"),
-    ("counter", "comet_deliveries", "Waiters woken with events.", "delivered_total"),
+    ("counter", "comet_deliveries", "Waiters woken with events, and batches of events "
+     "handed to event streams.", "delivered_total"),
     ("counter", "comet_response_bytes", "Response body bytes written.", "bytes_written"),
     ("gauge", "comet_accepting", "1 while the listener accepts (not at its cap, not "
      "draining).", "accepting"),

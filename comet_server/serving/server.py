@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import os
+import random
 import resource
 import socket
 import time
@@ -29,7 +30,7 @@ from comet_server.protocol.acceptor import Acceptor
 from comet_server.protocol.connection import ConnState, HTTPConnection
 from comet_server.protocol.wsgi_environ import base_environ, build_environ
 from comet_server.push.hub import Hub
-from comet_server.push.waits import Delivery
+from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents
 from comet_server.serving.config import ServerConfig
 from comet_server.serving.exchange import Exchange, Phase, WSGIApp
 from comet_server.serving.metrics import (
@@ -81,8 +82,11 @@ class CometServer:
         self.loop = loop or EventLoop()
         self.server_address: tuple[str, int] = sock.getsockname()[:2]
         self.connections: set[HTTPConnection] = set()
-        self.parked = 0
-        self.streaming = 0
+        self.parked = 0  # exchanges waiting (long-polls, timers)
+        self.streaming = 0  # responses whose body is under way
+        self.following = 0  # event streams following the hub
+        self.slow_streams = 0  # event streams cut for holding too much unread
+        self.max_stream_buffer = cfg.max_stream_buffer
         self.requests_total = 0
         self.refused_total: Counter[int] = Counter()
         self.started_at = time.time()
@@ -203,6 +207,13 @@ class CometServer:
             self.loop.call_soon(forget)
         return delivery
 
+    def stream_duration(self, wait: FollowEvents) -> float:
+        """How long a new event stream stays open: its own duration, else the
+        server's lifetime, less a random part of up to 10% (streams opened together,
+        say after a restart, then do not all reconnect together)."""
+        lifetime = wait.duration if wait.duration is not None else self.config.stream_lifetime
+        return lifetime * (1 - STREAM_LIFETIME_JITTER * random.random())
+
     # -- stats ----------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -211,6 +222,8 @@ class CometServer:
         return {
             "parked": self.parked,
             "streaming": self.streaming,
+            "event_streams": self.following,
+            "event_streams_cut_slow": self.slow_streams,
             "connections": len(self.connections),
             "connections_by_state": dict(states),
             "requests_total": self.requests_total,
@@ -226,6 +239,7 @@ class CometServer:
                 "max_body_bytes_total": self.max_body_bytes_total,
                 "head_timeout_s": self.head_timeout,
                 "keepalive_timeout_s": self.keepalive_timeout,
+                "max_stream_buffer": self.max_stream_buffer,
             },
             "cap_hits": dict(acceptor.hits),
             "accepting": not acceptor.paused and not acceptor.closed,
@@ -250,6 +264,8 @@ class CometServer:
             "requests_total": self.requests_total,
             "parked": self.parked,
             "streaming": self.streaming,
+            "event_streams": self.following,
+            "event_streams_cut_slow": self.slow_streams,
             "waiters": self.hub.waiting(),
             "published_total": self.hub.published_total,
             "delivered_total": self.hub.delivered_total,
@@ -358,8 +374,8 @@ class CometServer:
             log.warning("stopping now")
             self.loop.stop()
             return
-        log.info("draining: %d connections, %d parked, %d streaming", len(self.connections),
-                 self.parked, self.streaming)
+        log.info("draining: %d connections, %d parked, %d streaming (%d event streams)",
+                 len(self.connections), self.parked, self.streaming, self.following)
         self.stopping = True
         self.acceptor.close()
         parked: list[Exchange] = []

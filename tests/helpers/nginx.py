@@ -32,7 +32,7 @@ http {{
     upstream chat {{ server 127.0.0.1:{upstream}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{port};
-        location ~ ^/(rooms/.*/updates|rooms/updates|demo/) {{
+        location ~ ^/(rooms/.*/(updates|events)|rooms/(updates|events)|demo/) {{
             proxy_pass http://chat;
             proxy_http_version 1.1;
             proxy_set_header Connection "";

@@ -9,6 +9,7 @@ urlpatterns = [
     path("wait/<str:channel>", views.wait),
     path("pub/<str:channel>", views.pub),
     path("stream/<str:channel>", views.stream),
+    path("sse/<str:channel>", views.sse),
     path("boom", views.boom),
     path("exit", views.exits),
     path("boom-midstream", views.boom_midstream),

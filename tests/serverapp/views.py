@@ -6,7 +6,15 @@ import time
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from comet_server import publish, stream_events, wait_for_events
+from comet_server import (
+    Event,
+    ServerSentEvent,
+    event_stream,
+    last_event_id,
+    publish,
+    stream_events,
+    wait_for_events,
+)
 from comet_server.push.waits import Sleep
 from comet_server.responses import DeferredResponse
 
@@ -50,6 +58,35 @@ def render_chunk(events, cursor):
 def stream(request: HttpRequest, channel: str) -> HttpResponse:
     return stream_events([channel], after=None, render=render_chunk, first=b"open\n",
                          duration=float(request.GET.get("duration", "30")), heartbeat=10)
+
+
+def render_sse(event: Event) -> ServerSentEvent | str | None:
+    """``{"name", "data"}`` payloads become named events; ``{"skip": true}`` nothing;
+    anything else a ``message`` with the payload as JSON."""
+    payload = event.payload
+    if isinstance(payload, dict) and payload.get("skip"):
+        return None
+    if isinstance(payload, dict) and "data" in payload:
+        return ServerSentEvent(str(payload["data"]), event=payload.get("name"))
+    if isinstance(payload, dict) and payload.get("fail"):
+        raise RuntimeError("this event cannot be rendered")
+    return json.dumps(payload)
+
+
+def sse(request: HttpRequest, channel: str) -> HttpResponse:
+    """An event stream; ``?replay=N`` pretends the store holds N events past the
+    cursor, ``?resync=1`` that the gap is too large to replay."""
+    cursor = last_event_id(request)
+    after = int(cursor) if cursor else None
+    replay = []
+    if after is not None:
+        replay = [Event(channel, {"name": "replayed", "data": f"replayed {after + i}"},
+                        after + i) for i in range(1, int(request.GET.get("replay", "0")) + 1)]
+    resync = bool(request.GET.get("resync"))
+    options = {name: float(request.GET[name]) for name in ("lifetime", "heartbeat", "retry")
+               if name in request.GET}
+    return event_stream([channel], after=after, render=render_sse, replay=replay,
+                        resync=resync, **options)
 
 
 def boom(request: HttpRequest) -> HttpResponse:
