@@ -29,6 +29,7 @@ from bench._common import (
     ServerError,
     ServerProcess,
     busy_note,
+    cpu_seconds,
     free_port,
     percentile,
     print_table,
@@ -125,10 +126,12 @@ def bench_parked(parked: int, rounds: int, options: tuple[str, ...] = ()) -> dic
                 if early:
                     raise BenchError(f"{early} parked requests were answered before the publish")
                 status(f"fan-out {round_no}/{rounds}: one publish to {parked} waiters")
+                cpu0 = cpu_seconds(server.pid)
                 t0 = time.perf_counter()
                 pub.sendall(publish)
                 done = polls.collect(timeout=60)
                 answer = pub.recv(4096)
+                cpu = cpu_seconds(server.pid) - cpu0
                 if not answer.startswith(b"HTTP/1.1 200 "):
                     raise BenchError(f"publish answered {answer[:100]!r}")
                 bodies = set(polls.bodies())
@@ -136,7 +139,8 @@ def bench_parked(parked: int, rounds: int, options: tuple[str, ...] = ()) -> dic
                     raise BenchError("the waiters did not all get the published event")
                 latencies = sorted((t - t0) * 1000 for t in done)
                 fanouts.append({"all_ms": latencies[-1], "p50_ms": percentile(latencies, 50),
-                                "p99_ms": percentile(latencies, 99), "first_ms": latencies[0]})
+                                "p99_ms": percentile(latencies, 99), "first_ms": latencies[0],
+                                "server_cpu_ms": cpu * 1000})
             pub.close()
             server.check_alive()
         finally:
