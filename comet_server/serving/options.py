@@ -50,7 +50,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
             default = _convert(spec, setting(env_name(spec.name), spec.default))
         except argparse.ArgumentTypeError as exc:
             parser.error(f"{env_name(spec.name)}: {exc}")
-        help_text = spec.metadata["help"]
+        help_text = spec.metadata["help"].replace("%", "%%")  # argparse formats help
         if type(spec.default) is bool:
             if spec.default:
                 parser.add_argument("--no-" + flag(spec.name)[2:], dest=spec.name,
