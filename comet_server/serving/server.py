@@ -22,6 +22,7 @@ import resource
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from comet_server.loop import EventLoop
@@ -114,7 +115,7 @@ class CometServer:
                                  max_per_client=cfg.max_connections_per_client,
                                  proxies=frozenset(cfg.forwarded_allow_ips))
         hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
-        # Metrics: plain counters on the request path, read when scraped.
+        # Metrics: four numbers a response on the request path, folded when read.
         self.metrics: ServerMetrics | None = None
         self.store = SnapshotStore(cfg.metrics_dir) if cfg.metrics_dir else None
         self.lag_probe: LagProbe | None = None
@@ -125,8 +126,8 @@ class CometServer:
                                       self._write_snapshot if self.store else None)
             self.lag_probe.start()
         # The operator's paths, answered before the application.
-        self._internal: dict[bytes, Any] = {LIVE_PATH: self._answer_live,
-                                            READY_PATH: self._answer_ready}
+        self._internal: dict[bytes, Callable[[Exchange, str], None]] = {
+            LIVE_PATH: self._answer_live, READY_PATH: self._answer_ready}
         if cfg.stats_path:
             self._internal[cfg.stats_path.encode()] = self._answer_stats
         if cfg.metrics_path:
