@@ -45,7 +45,7 @@ from bench._common import (
     verdict,
     wait_parked,
 )
-from tests.helpers.proc import PRODUCTION_ENV, runcomet_argv  # noqa: E402  (after sys.path)
+from tests.helpers.proc import PRODUCTION_ENV, UNLIMITED_CHAT_ENV, runcomet_argv  # noqa: E402  (after sys.path)
 
 TARGET_FANOUT_MS = 250.0
 TARGET_KIB_PER_PARKED = 16.0
@@ -159,7 +159,7 @@ def updates_request(port: int, after: int, slug: str = ROOM) -> bytes:
 
 def run(parked: int, rounds: int, workdir: Path) -> dict:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-           **PRODUCTION_ENV,
+           **PRODUCTION_ENV, **UNLIMITED_CHAT_ENV,
            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "chatsite.settings"),
            "PYTHONUNBUFFERED": "1"}
     env.pop("COMET_BROKER", None)  # one process: the in-process hub

@@ -68,6 +68,7 @@ from bench._common import (
 from bench.bench_chat import Client, manage
 from tests.helpers.proc import (  # noqa: E402  (after the sys.path line)
     PRODUCTION_ENV,
+    UNLIMITED_CHAT_ENV,
     runcomet_argv,
     wait_until,
     wsgi_app_argv,
@@ -552,7 +553,8 @@ def gc_row(name: str, fig: dict) -> Row:
 
 def chat_env(workdir: Path, poll_timeout: float) -> dict[str, str]:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-           **PRODUCTION_ENV, POLL_TIMEOUT_ENV: repr(poll_timeout), "PYTHONUNBUFFERED": "1",
+           **PRODUCTION_ENV, **UNLIMITED_CHAT_ENV, POLL_TIMEOUT_ENV: repr(poll_timeout),
+           "PYTHONUNBUFFERED": "1",
            # chatsite.settings with the poll timeout from the environment.
            **write_settings(workdir, "bench_hostile_chat", "chatsite.settings",
                             f"CHAT_POLL_TIMEOUT = float(os.environ[{POLL_TIMEOUT_ENV!r}])")}

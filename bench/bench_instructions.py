@@ -120,7 +120,7 @@ def _ir(pid: int, port: int) -> int:
             pass
         time.sleep(0.05)
     out = query.stdout.read() if query.stdout else ""
-    match = re.search(r"Ir:\s*([\d,]+)", out) or re.search(r"^\s*Ir\s*:?\s*([\d,]+)", out, re.M)
+    match = re.search(r"Totals:\s+Ir\s+Th 1\s+([\d,]+)", out)  # "Totals: Ir / Th 1  773,478,663"
     if not match:
         raise RuntimeError(f"callgrind_control printed no Ir count:\n{out}")
     return int(match[1].replace(",", ""))

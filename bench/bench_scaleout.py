@@ -57,7 +57,7 @@ from bench._common import (
     wait_parked,
 )
 from bench.bench_chat import Client, manage, setup_room, updates_request
-from tests.helpers.proc import PRODUCTION_ENV, runcomet_argv  # noqa: E402  (after sys.path)
+from tests.helpers.proc import PRODUCTION_ENV, UNLIMITED_CHAT_ENV, runcomet_argv  # noqa: E402  (after sys.path)
 
 TARGET_FANOUT_MS = 250.0  # issue 3's single-process target, kept for two processes
 TARGET_KIB_PER_PARKED = 16.0
@@ -502,7 +502,8 @@ def run(waiters: int, rounds: int, pollers: int, seconds: float) -> dict:
         raise BenchError(f"Redis at {REDIS_URL} did not answer PING")
     with scratch_database() as db_url, bench_settings() as settings_env:
         env = {**os.environ, "DATABASE_URL": db_url, "COMET_BROKER": REDIS_URL,
-               **PRODUCTION_ENV, "PYTHONUNBUFFERED": "1", **settings_env}
+               **PRODUCTION_ENV, **UNLIMITED_CHAT_ENV, "PYTHONUNBUFFERED": "1",
+               **settings_env}
         status(f"migrating scratch database {db_url.rsplit('/', 1)[-1]}")
         manage("migrate", "--noinput", env=env)
         servers: list[ServerProcess] = []

@@ -54,6 +54,17 @@ try:
     # comet_server: the broker that carries events between processes (unset: in-process).
     COMET_BROKER = env.str("COMET_BROKER", "")
 
+    # The chat's rules (chatsite/rooms/conf.py reads them; README lists them).  Rates
+    # are "COUNT/SECONDS": at most COUNT actions per window of SECONDS.
+    CHAT_GUESTS = env.flag("CHAT_GUESTS", True)  # visitors without an account may post
+    CHAT_GUEST_NAME_SECONDS = env.float("CHAT_GUEST_NAME_SECONDS", 24 * 3600)
+    CHAT_RATE_POST_SESSION = env.str("CHAT_RATE_POST_SESSION", "10/10")
+    CHAT_RATE_POST_ADDRESS = env.str("CHAT_RATE_POST_ADDRESS", "30/10")
+    CHAT_RATE_ROOM_ADDRESS = env.str("CHAT_RATE_ROOM_ADDRESS", "5/300")
+    CHAT_RATE_NAME_SESSION = env.str("CHAT_RATE_NAME_SESSION", "5/60")
+    CHAT_RATE_TYPING_SESSION = env.str("CHAT_RATE_TYPING_SESSION", "60/60")
+    CHAT_MAX_ROOMS_PER_USER = env.int("CHAT_MAX_ROOMS_PER_USER", 20)
+
     if not DEBUG:
         # Production refuses to start rather than run with a guessable key or no host check.
         if not SECRET_KEY:
@@ -115,6 +126,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "comet_server",
     "chatsite.demo",
+    "chatsite.accounts",
     "chatsite.rooms",
     "chatsite.status",
 ]
@@ -164,6 +176,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # run (process), so two runs in one checkout do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
 
+# Rate limits count in Django's cache: Redis when COMET_BROKER is set, so that every
+# process shares the counts; otherwise this process's memory (one process).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": COMET_BROKER,
+        "KEY_PREFIX": "chat",
+    } if COMET_BROKER else {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    },
+}
+
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "rooms:lobby"
+LOGOUT_REDIRECT_URL = "rooms:lobby"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -181,10 +209,6 @@ STATICFILES_DIRS = [BASE_DIR / "chatsite" / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# Where staff-only pages (the server status) send anyone else: the admin's login
-# until the site has login pages of its own.
-LOGIN_URL = "admin:login"
 
 LOGGING = {
     "version": 1,

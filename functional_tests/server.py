@@ -13,16 +13,28 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers.proc import PYTHON, ROOT, ServerProcess, broker_env, child_env, runcomet_argv
+from tests.helpers.proc import (
+    PYTHON,
+    ROOT,
+    UNLIMITED_CHAT_ENV,
+    ServerProcess,
+    broker_env,
+    child_env,
+    runcomet_argv,
+)
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def chat_env(db_path: Path, broker: str = "") -> dict[str, str]:
-    """Environment of every server and command of one test database."""
-    return child_env(broker_env(broker or None), {
+def chat_env(db_path: Path, broker: str = "",
+             rules: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of every server and command of one test database.  ``rules``: the
+    chat's abuse rules (default: off, since the tests' browsers all come from 127.0.0.1
+    and reuse names such as "ann" across tests; tests of the rules pass their own)."""
+    rules = UNLIMITED_CHAT_ENV if rules is None else rules
+    return child_env(broker_env(broker or None), rules, {
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",
         "DATABASE_URL": f"sqlite:///{db_path}",
         "DJANGO_DEBUG": "1",
@@ -45,9 +57,9 @@ class ChatServer(ServerProcess):
     on the same port and database."""
 
     def __init__(self, db_path: Path, log_dir: Path, name: str = "chat",
-                 broker: str = "") -> None:
+                 broker: str = "", rules: dict[str, str] | None = None) -> None:
         self.db_path = db_path
-        env = chat_env(db_path, broker)
+        env = chat_env(db_path, broker, rules)
         super().__init__(runcomet_argv(), log_dir, name=name, env=env,
                          start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT)
 

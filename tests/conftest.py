@@ -14,6 +14,15 @@ StartServer = Callable[..., ServerProcess]
 
 
 @pytest.fixture(autouse=True)
+def fresh_rate_limits() -> Iterator[None]:
+    """Rate-limit counts (Django's cache) start empty in each test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def fresh_hub() -> Iterator[Hub]:
     """Each test gets its own in-process comet hub: no history or waiters leak."""
     previous = get_hub()

@@ -222,3 +222,55 @@ def test_renderers_keep_their_plain_call_form(rooms):
     assert [m["id"] for m in json.loads(body)["messages"]] == [newest]
     assert json.loads(updates.render_lobby([], 0))["cursor"] == site
     assert json.loads(updates.render_lobby([], 0)) == json.loads(updates.lobby_answer(0))
+
+
+def test_a_private_rooms_members_share_one_prepare_and_a_removed_one_is_revoked(
+        fresh_hub, rooms, django_user_model, django_capture_on_commit_callbacks):
+    """Members differ only in ``viewer`` (outside the renderer's equality): the wake-up
+    reads the allowed users once for all of them, and only the removed member's answer
+    differs."""
+    from chatsite.rooms import members
+
+    lobby, newest, _ = rooms
+    Room.objects.filter(pk=lobby.pk).update(private=True)
+    users = [django_user_model.objects.create_user(f"m{i}") for i in range(100)]
+    lobby.members.add(*users)
+    parked = [Parked(fresh_hub, "room:lobby", newest,
+                     updates.RoomUpdates(lobby.id, private=True, viewer=user.pk))
+              for user in users]
+    with django_capture_on_commit_callbacks() as announce:
+        members.remove_member(lobby, users[0].pk)
+    with CaptureQueriesContext(connection) as queries:
+        for callback in announce:
+            callback()
+    # room: newest id, presence, allowed users; lobby (no waiters): nothing
+    assert len(queries) == 3, [q["sql"] for q in queries]
+    assert parked[0].answer()["revoked"] is True
+    assert all(poll.answer() == {"messages": [], "cursor": newest, "presence": [],
+                                 "typing": []} for poll in parked[1:])
+    assert all(poll.body is parked[1].body for poll in parked[1:])  # one render for all
+
+
+def test_a_deletion_reaches_a_thousand_pages_in_four_queries(
+        fresh_hub, rooms, django_capture_on_commit_callbacks):
+    from chatsite.rooms import moderation
+
+    lobby, newest, _ = rooms
+    message = Message.objects.filter(room=lobby).order_by("-id").first()
+    assert message is not None
+    parked = park_all(fresh_hub, "room:lobby", range(newest - 3, newest),
+                      updates.RoomUpdates(lobby.id, changes_after=0))
+    parked += park_all(fresh_hub, "room:lobby", [newest] * N,
+                       updates.RoomUpdates(lobby.id, changes_after=0))
+    with django_capture_on_commit_callbacks() as announce:
+        moderation.delete_message(message)
+    with CaptureQueriesContext(connection) as queries:
+        for callback in announce:
+            callback()
+    # newest id, presence, the recent changes, and the latest messages (for the pages
+    # behind): the same four whatever the number of pages
+    assert len(queries) == 4, [q["sql"] for q in queries]
+    for poll in parked:
+        [change] = poll.answer()["changes"]
+        assert change["message"] == {"id": message.id, "deleted": True}
+    assert all(poll.body is parked[3].body for poll in parked[3:])  # one render for all

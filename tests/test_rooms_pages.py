@@ -15,7 +15,7 @@ def test_lobby_lists_rooms_with_counts_and_the_create_form():
     room = Room.objects.get(slug="lobby")
     Message.objects.create(room=room, author="ann", text="hi")
     html = Client().get("/").content.decode()
-    assert 'id="nav-demo" href="/demo/"' in html
+    assert 'id="nav-demo" href="/demo/page/"' in html
     assert '<ul id="rooms"' in html
     item = re.search(r'<li class="room" data-slug="lobby">(.*?)</li>', html, re.S).group(1)
     assert 'href="/rooms/lobby/"' in item
@@ -97,3 +97,17 @@ def test_static_files_are_found():
     for path in ("vendor/jquery-3.7.1.min.js", "rooms/chat.css", "rooms/room.js",
                  "rooms/lobby.js", "rooms/longpoll.js"):
         assert finders.find(path), path
+
+
+def test_the_demo_page_is_inside_the_layout_with_a_way_back():
+    html = Client().get("/demo/page/").content.decode()
+    assert 'class="site-nav"' in html and 'href="/demo/"' in html
+    assert "Back to the rooms" in html
+
+
+@pytest.mark.parametrize("path", ["/no/such/page/", "/rooms/no-such-room/"])
+def test_unknown_pages_get_the_sites_own_404(settings, path):
+    settings.DEBUG = False
+    response = Client().get(path)
+    assert response.status_code == 404
+    assert 'class="site-nav"' in response.content.decode()

@@ -31,7 +31,8 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """runcomet serving the chat on a fresh SQLite database."""
     tmp = tmp_path_factory.mktemp("chat")
     env = {"DJANGO_SETTINGS_MODULE": "chatsite.settings", **PRODUCTION_ENV,
-           "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}"}
+           "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+           "CHAT_RATE_POST_SESSION": "1000/10"}  # one session posts a burst here
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT,
                    env={**os.environ, **env}, check=True)
     server = ServerProcess(runcomet_argv("--no-access-log"), tmp, env=env, name="chat")
@@ -52,7 +53,9 @@ def session_for(chat: ServerProcess, slug: str = "random") -> requests.Session:
 
 
 def post(session: requests.Session, chat: ServerProcess, text: str, slug: str = "random",
-         nick: str = "ann") -> requests.Response:
+         nick: str | None = None) -> requests.Response:
+    # A guest name belongs to one session: each session posts under its own.
+    nick = f"ann-{id(session):x}" if nick is None else nick
     return session.post(chat.url(f"/rooms/{slug}/messages"), data={"text": text, "nick": nick},
                         timeout=10)
 

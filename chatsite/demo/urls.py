@@ -7,6 +7,7 @@ from chatsite.demo import views
 app_name = "demo"
 urlpatterns = [
     path("", views.demo, name="demo"),
+    path("page/", views.page, name="page"),
     path("stage1/", views.stage1),
     path("stage2/", views.stage2),
     path("stage3/", views.stage3),

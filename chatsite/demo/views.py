@@ -1,6 +1,7 @@
 """The seed post's demo: five chunks one second apart, written with ``defer_in_time``."""
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from comet_server import defer_in_time
 
@@ -27,3 +28,8 @@ def stage3(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:
 
 def last_stage4(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:
     return HttpResponse("last_stage4<br /> ")
+
+
+def page(request: HttpRequest) -> HttpResponse:
+    """The demo inside the site's layout: the page reads ``/demo/`` as it streams."""
+    return render(request, "demo/page.html")

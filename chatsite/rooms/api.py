@@ -6,13 +6,12 @@ This is the contract for other clients too; see README in this package.
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chatsite.rooms import conf, services, updates
+from chatsite.rooms import access, conf, limits, moderation, names, services, updates
 from chatsite.rooms.channels import LOBBY, room_channel
 from chatsite.rooms.identity import current_nick, current_user, remember_nick
 from chatsite.rooms.models import Room
 from chatsite.rooms.validation import (
     check_cursor_known,
-    clean_nick,
     clean_text,
     parse_cursor,
 )
@@ -27,14 +26,16 @@ def _no_room() -> JsonResponse:
     return _error("No such room.", 404)
 
 
-def _room(slug: str) -> Room | None:
-    return Room.objects.filter(slug=slug).first()
+def _room(request: HttpRequest, slug: str) -> Room | None:
+    """The room, or None when there is none or it is private to others (both 404)."""
+    room = Room.objects.filter(slug=slug).first()
+    return room if room is not None and access.can_see(room, request.user) else None
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def messages(request: HttpRequest, slug: str) -> HttpResponse:
     """GET: older messages (``?before=<id>``); POST: a new message (201)."""
-    room = _room(slug)
+    room = _room(request, slug)
     if room is None:
         return _no_room()
     if request.method == "POST":
@@ -43,13 +44,23 @@ def messages(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _post(request: HttpRequest, room: Room) -> JsonResponse:
+    limited = limits.check_post(request)
+    if limited is not None:
+        return limited.response()
+    user = current_user(request)
     try:
         text = clean_text(request.POST.get("text"))
         nick = current_nick(request)
-        if nick is None:
-            nick = clean_nick(request.POST.get("nick"))
+        if user is None:
+            if not access.guests_may_post(room):
+                return _error("Log in to post in this room.", 403)
+            # A guest's name is theirs only while their session holds it (names.py).
+            nick = names.claim(request, nick or request.POST.get("nick"))
             remember_nick(request, nick)
-        message = services.post_message(room, nick, text, user=current_user(request))
+        assert nick is not None
+        message = services.post_message(room, nick, text, user=user)
+    except names.NameTaken as exc:
+        return _error(str(exc), 409)
     except ValueError as exc:
         return _error(str(exc))
     services.join(room, nick)  # whoever posts is here
@@ -94,19 +105,38 @@ def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
     if isinstance(cursor, JsonResponse):
         return cursor
     after, _ = cursor
-    room = _room(slug)
+    room = _room(request, slug)
     if room is None:
         return _no_room()
+    changes_after = _changes_cursor(request, room)
+    if isinstance(changes_after, JsonResponse):
+        return changes_after
     nick = current_nick(request)
     if nick is not None:
         services.join(room, nick)
+        if current_user(request) is None:
+            names.keep_alive(request, nick)
     pending = updates.messages_after(room.id, after)
-    if pending:
-        body = updates.room_answer(room.id, after, pending)
+    changes = moderation.changes_after(room.id, changes_after)
+    if pending or changes:
+        body = updates.room_answer(room.id, after, pending, changes=changes)
         return _no_store(HttpResponse(body, content_type="application/json"))
+    render = updates.RoomUpdates(room.id, private=room.private,
+                                 viewer=request.user.pk, changes_after=changes_after)
     return _no_store(wait_for_events(
-        [room_channel(room.slug)], after=after, render=updates.RoomUpdates(room.id),
-        timeout=conf.poll_timeout()))
+        [room_channel(room.slug)], after=after, render=render, timeout=conf.poll_timeout()))
+
+
+def _changes_cursor(request: HttpRequest, room: Room) -> int | JsonResponse:
+    """``changes``: the newest moderation change id the page has; a client that does
+    not send it gets the changes made from now on (live deletions), not the past ones."""
+    value = request.GET.get("changes")
+    if value is None:
+        return moderation.latest_change_id(room.id)
+    try:
+        return parse_cursor(value)
+    except ValueError as exc:
+        return _error(f"changes: {exc}")
 
 
 @require_GET
@@ -117,22 +147,27 @@ def lobby_updates(request: HttpRequest) -> HttpResponse:
     if isinstance(cursor, JsonResponse):
         return cursor
     after, latest = cursor
+    viewer = request.user.pk
     if latest > after:
-        return _no_store(HttpResponse(updates.lobby_answer(after),
+        return _no_store(HttpResponse(updates.lobby_answer(after, viewer),
                                       content_type="application/json"))
-    return _no_store(wait_for_events([LOBBY], after=after, render=updates.render_lobby,
+    render = updates.render_lobby if viewer is None else updates.LobbyUpdates(viewer)
+    return _no_store(wait_for_events([LOBBY], after=after, render=render,
                                      timeout=conf.poll_timeout()))
 
 
 @require_POST
 def typing(request: HttpRequest, slug: str) -> HttpResponse:
     """Signal that this visitor is typing (204); pages show it for a few seconds."""
-    room = _room(slug)
+    room = _room(request, slug)
     if room is None:
         return _no_room()
     nick = current_nick(request)
     if nick is None:
         return _error("Choose a name first.")
+    limited = limits.check_typing(request)
+    if limited is not None:
+        return limited.response()
     services.signal_typing(room, nick)
     return HttpResponse(status=204)
 
@@ -140,7 +175,7 @@ def typing(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def leave(request: HttpRequest, slug: str) -> HttpResponse:
     """The page is going away (sendBeacon on pagehide): drop this visitor's presence."""
-    room = _room(slug)
+    room = _room(request, slug)
     if room is None:
         return _no_room()
     nick = current_nick(request)

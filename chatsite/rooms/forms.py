@@ -1,8 +1,11 @@
 """The create-room form of the lobby."""
 
+from typing import Any
+
 from django import forms
 from django.core.validators import RegexValidator
 
+from chatsite.rooms.conf import max_rooms_per_user
 from chatsite.rooms.models import Room
 from chatsite.rooms.validation import is_control
 
@@ -21,10 +24,37 @@ class RoomForm(forms.ModelForm):
     title = forms.CharField(max_length=100)
     description = forms.CharField(max_length=500, required=False, widget=forms.Textarea(
         attrs={"rows": 2}))
+    private = forms.BooleanField(required=False, label="Private (members only)")
 
     class Meta:
         model = Room
-        fields = ["slug", "title", "description"]
+        fields = ["slug", "title", "description", "private"]
+
+    def __init__(self, *args: Any, owner: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+
+    def clean_private(self) -> bool:
+        private = bool(self.cleaned_data.get("private"))
+        if private and self.owner is None:
+            raise forms.ValidationError("Log in to create a private room.")
+        return private
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.owner is not None:
+            cap = max_rooms_per_user()
+            if Room.objects.filter(owner=self.owner).count() >= cap:
+                raise forms.ValidationError(f"You already own {cap} rooms, the most one "
+                                            "account may have.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Room:
+        room = super().save(commit=False)
+        room.owner = self.owner
+        if commit:
+            room.save()
+        return room
 
     def clean_title(self) -> str:
         title = self.cleaned_data["title"]

@@ -17,7 +17,8 @@ from typing import Any
 
 from django.db.models import Count, Max
 
-from chatsite.rooms import presence
+from chatsite.rooms import access, moderation, presence
+from chatsite.rooms.channels import CHANGE_TYPES
 from chatsite.rooms.conf import MAX_BATCH
 from chatsite.rooms.models import Message, Room
 from comet_server import Event
@@ -47,15 +48,31 @@ def _room_tail(presence_nicks: list[str], typing: Iterable[str]) -> bytes:
     return _dumps({"presence": presence_nicks, "typing": sorted(set(typing))})[1:]
 
 
-def _room_body(messages: list[dict[str, Any]], after: int, tail: bytes) -> bytes:
-    cursor = max([after] + [m["id"] for m in messages])
-    return _dumps({"messages": messages, "cursor": cursor})[:-1] + b"," + tail
+def _room_body(messages: list[dict[str, Any]], after: int, tail: bytes,
+               changes: list[dict[str, Any]] | None = None) -> bytes:
+    head: dict[str, Any] = {"messages": messages,
+                            "cursor": max([after] + [m["id"] for m in messages])}
+    if changes:
+        head["changes"] = changes
+    return _dumps(head)[:-1] + b"," + tail
 
 
 def room_answer(room_id: int, after: int, messages: list[dict[str, Any]],
-                typing: Iterable[str] = ()) -> bytes:
-    """``{"messages", "cursor", "presence", "typing"}``; the cursor never goes backwards."""
-    return _room_body(messages, after, _room_tail(presence.present_nicks(room_id), typing))
+                typing: Iterable[str] = (), changes: list[dict[str, Any]] | None = None) -> bytes:
+    """``{"messages", "cursor", "presence", "typing"}`` and, when there are any,
+    ``"changes"`` (moderation, ``moderation.changes_after``); the cursor never goes
+    backwards."""
+    return _room_body(messages, after, _room_tail(presence.present_nicks(room_id), typing),
+                      changes)
+
+
+# The answer a member removed from a private room gets instead of updates.
+REVOKED = _dumps({"error": "You are no longer a member of this room.", "revoked": True})
+
+
+def _has_change(events: list[Event]) -> bool:
+    return any(isinstance(e.payload, dict) and e.payload.get("type") in CHANGE_TYPES
+               for e in events)
 
 
 def _typing_nicks(events: list[Event]) -> set[str]:
@@ -74,6 +91,8 @@ class RoomSnapshot:
     room_id: int
     newest: int  # the room's newest message id when the wake-up began
     tail: bytes  # the answer from "presence" on
+    allowed: frozenset[int] | None = None  # a private room's users (None: public)
+    changes: list[dict[str, Any]] = field(default_factory=list)  # recent, if events had some
     _latest: list[dict[str, Any]] | None = field(default=None, repr=False)
     _latest_ids: list[int] = field(default_factory=list, repr=False)
     _whole_room: bool = field(default=False, repr=False)
@@ -105,28 +124,55 @@ class RoomUpdates:
     without events (timeout: presence); equal per room, so all of a room's waiters
     woken together share its ``prepare`` and equal answers share one render.
 
+    ``viewer`` (the user polling a private room) and ``changes_after`` (the newest
+    moderation change the page has) differ per waiter but are left out of equality on
+    purpose: the waiters of a room still share one ``prepare``, and ``answer_key``
+    (called on each waiter's own renderer) folds them into the key of its answer, so
+    waiters share a body only when it is the same for them.  A private room's
+    ``prepare`` reads its allowed users once; a removed member's key is ``"revoked"``.
+
     Also read the database on a signal or a timeout: a message whose publish was lost
     (crash between commit and publish) still reaches the page.
     """
 
     room_id: int
+    private: bool = False
+    viewer: int | None = field(default=None, compare=False)
+    changes_after: int = field(default=0, compare=False)
 
     def prepare(self, events: list[Event]) -> RoomSnapshot:
         return RoomSnapshot(
             self.room_id, newest_message_id(self.room_id),
-            _room_tail(presence.present_nicks(self.room_id), _typing_nicks(events)))
+            _room_tail(presence.present_nicks(self.room_id), _typing_nicks(events)),
+            allowed=access.allowed_user_ids(self.room_id) if self.private else None,
+            changes=moderation.recent_changes(self.room_id) if _has_change(events) else [])
+
+    def _changes(self, prepared: RoomSnapshot) -> list[dict[str, Any]]:
+        recent = prepared.changes
+        if not recent or recent[-1]["id"] <= self.changes_after:
+            return []
+        if len(recent) >= moderation.RECENT and recent[0]["id"] > self.changes_after:
+            # the page may miss changes older than those read: read its own
+            return moderation.changes_after(self.room_id, self.changes_after)
+        return [c for c in recent if c["id"] > self.changes_after]
 
     def answer_key(self, prepared: RoomSnapshot, after: int) -> Any:
+        if prepared.allowed is not None and self.viewer not in prepared.allowed:
+            return "revoked"
+        changes = self._changes(prepared)
+        changes_key = changes[0]["id"] if changes else 0
         # Pages already past the newest message get "nothing new, cursor = after";
         # pages behind by the same recent messages get the same answer.
         if after < prepared.newest:
             span = prepared.span(after)
             if span is not None and span[0] < span[1]:
-                return ("span",) + span
-        return after
+                return ("span",) + span + (changes_key,)
+        return (after, changes_key)
 
     def render_prepared(self, prepared: RoomSnapshot, events: list[Event],
                         after: int) -> bytes:
+        if prepared.allowed is not None and self.viewer not in prepared.allowed:
+            return REVOKED
         if after >= prepared.newest:
             messages: list[dict[str, Any]] = []  # no query: nothing newer when we looked
         else:
@@ -135,24 +181,46 @@ class RoomUpdates:
                 messages = messages_after(self.room_id, after)
             else:
                 messages = prepared.latest()[span[0]:span[1]]
-        return _room_body(messages, after, prepared.tail)
+        return _room_body(messages, after, prepared.tail, self._changes(prepared))
 
     def __call__(self, events: list[Event], after: int) -> bytes:
         return self.render_prepared(self.prepare(events), events, after)
 
 
-def lobby_rooms() -> list[dict[str, Any]]:
-    """Every room with its message count and how many people are present."""
+def _lobby_rows() -> list[dict[str, Any]]:
+    """Every room (private ones too) with its counts; ``"_private"`` holds a private
+    room's id and ``"_users"`` who may see it (both stripped before sending)."""
     present = presence.present_counts()
-    rooms = Room.objects.annotate(message_count=Count("messages")).order_by("title", "slug")
-    return [{
-        "slug": room.slug,
-        "title": room.title,
-        "description": room.description,
-        "url": room.get_absolute_url(),
-        "count": room.message_count,
-        "present": present.get(room.id, 0),
-    } for room in rooms]
+    rooms = list(Room.objects.annotate(message_count=Count("messages"))
+                 .order_by("title", "slug"))
+    allowed = access.allowed_users_by_room([room for room in rooms if room.private])
+    rows = []
+    for room in rooms:
+        row: dict[str, Any] = {
+            "slug": room.slug,
+            "title": room.title,
+            "description": room.description,
+            "url": room.get_absolute_url(),
+            "count": room.message_count,
+            "present": present.get(room.id, 0),
+        }
+        if room.private:
+            row["_private"] = room.id
+            row["_users"] = allowed[room.id]
+        rows.append(row)
+    return rows
+
+
+def _public(rows: list[dict[str, Any]], viewer: int | None) -> list[dict[str, Any]]:
+    """The rows ``viewer`` may see, without the internal keys."""
+    return [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows
+            if "_private" not in row or (viewer is not None and viewer in row["_users"])]
+
+
+def lobby_rooms(viewer: int | None = None) -> list[dict[str, Any]]:
+    """The rooms ``viewer`` (a user id, or None) may see, with their message count and
+    how many people are present."""
+    return _public(_lobby_rows(), viewer)
 
 
 def latest_message_id() -> int:
@@ -161,38 +229,45 @@ def latest_message_id() -> int:
     return Message.objects.aggregate(top=Max("id"))["top"] or 0
 
 
-def _lobby_snapshot() -> tuple[int, bytes]:
+def _lobby_snapshot() -> tuple[int, list[dict[str, Any]]]:
     # The cursor is read before the counts: a message committed in between is then
     # counted, and the cursor below it makes the page ask again, never miss it.
     latest = latest_message_id()
-    return latest, _dumps(lobby_rooms())
+    return latest, _lobby_rows()
 
 
-def _lobby_body(latest: int, rooms: bytes, after: int) -> bytes:
-    return b'{"rooms":' + rooms + b',"cursor":%d}' % max(after, latest)
+def _lobby_body(latest: int, rooms: list[dict[str, Any]], after: int,
+                viewer: int | None) -> bytes:
+    return (b'{"rooms":' + _dumps(_public(rooms, viewer))
+            + b',"cursor":%d}' % max(after, latest))
 
 
-def lobby_answer(after: int) -> bytes:
-    """``{"rooms": [...], "cursor": <latest message id>}``."""
-    return _lobby_body(*_lobby_snapshot(), after)
+def lobby_answer(after: int, viewer: int | None = None) -> bytes:
+    """``{"rooms": [...], "cursor": <latest message id>}`` as ``viewer`` sees it."""
+    return _lobby_body(*_lobby_snapshot(), after, viewer)
 
 
+@dataclass(frozen=True, slots=True)
 class LobbyUpdates:
     """The renderer of the lobby long-poll (a staged renderer): one snapshot per
-    wake-up, whatever woke it; the answer depends on ``after`` only through
-    ``max(after, latest)``, so all the lobby's waiters share one render."""
+    wake-up, whatever woke it.  The answer depends on ``after`` only through
+    ``max(after, latest)`` and on the viewer only through the private rooms they may
+    see, so every visitor without private rooms shares one render.  ``viewer`` is
+    left out of equality (see ``RoomUpdates``): all lobby waiters share ``prepare``."""
 
-    __slots__ = ()
+    viewer: int | None = field(default=None, compare=False)
 
-    def prepare(self, events: list[Event]) -> tuple[int, bytes]:
+    def prepare(self, events: list[Event]) -> tuple[int, list[dict[str, Any]]]:
         return _lobby_snapshot()
 
-    def answer_key(self, prepared: tuple[int, bytes], after: int) -> int:
-        return max(after, prepared[0])
+    def answer_key(self, prepared: tuple[int, list[dict[str, Any]]], after: int) -> Any:
+        private = tuple(row["_private"] for row in prepared[1]
+                        if "_private" in row and self.viewer in row["_users"])
+        return max(after, prepared[0]), private
 
-    def render_prepared(self, prepared: tuple[int, bytes], events: list[Event],
-                        after: int) -> bytes:
-        return _lobby_body(prepared[0], prepared[1], after)
+    def render_prepared(self, prepared: tuple[int, list[dict[str, Any]]],
+                        events: list[Event], after: int) -> bytes:
+        return _lobby_body(prepared[0], prepared[1], after, self.viewer)
 
     def __call__(self, events: list[Event], after: int) -> bytes:
         return self.render_prepared(self.prepare(events), events, after)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from chatsite.rooms import api, views
+from chatsite.rooms import api, moderation_views, views
 
 app_name = "rooms"
 urlpatterns = [
@@ -14,4 +14,9 @@ urlpatterns = [
     path("rooms/<slug:slug>/updates", api.room_updates, name="updates"),
     path("rooms/<slug:slug>/typing", api.typing, name="typing"),
     path("rooms/<slug:slug>/leave", api.leave, name="leave"),
+    path("rooms/<slug:slug>/messages/<int:message_id>/delete",
+         moderation_views.delete_message, name="delete-message"),
+    path("rooms/<slug:slug>/members", moderation_views.add_member, name="add-member"),
+    path("rooms/<slug:slug>/members/<int:user_id>/remove", moderation_views.remove_member,
+         name="remove-member"),
 ]

@@ -16,16 +16,31 @@ def is_control(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Zl", "Zp")
 
 
+# Categories a name may not hold: control (Cc), format (Cf: zero-width and bidi
+# controls that make "adm\u200bin" look like "admin"), unassigned (Cn), surrogates
+# (Cs), private use (Co), line and paragraph separators (Zl, Zp).
+_NAME_REFUSED = {"Cc", "Cf", "Cn", "Cs", "Co", "Zl", "Zp"}
+
+
 def clean_nick(value: str | None) -> str:
-    """A display name: 1-40 characters after trimming, no control characters."""
-    nick = (value or "").strip()
+    """A display name: NFKC-normalised, trimmed, 1-40 characters, none of them
+    control, format, unassigned or private-use characters."""
+    nick = unicodedata.normalize("NFKC", value or "").strip()
     if not nick:
         raise ValueError("Please choose a name.")
     if len(nick) > MAX_NICK:
         raise ValueError(f"Names are at most {MAX_NICK} characters.")
     if any(is_control(c) for c in nick):
         raise ValueError("Names cannot contain control characters.")
+    if any(unicodedata.category(c) in _NAME_REFUSED for c in nick):
+        raise ValueError("Names cannot contain invisible, formatting or unassigned characters.")
     return nick
+
+
+def name_key(nick: str) -> str:
+    """The form two names are compared in: NFKC, case-folded, NFKC again (folding can
+    un-normalise), so "Ann", "ANN" and "Ａｎｎ" are one name."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", nick).casefold())
 
 
 def clean_text(value: str | None) -> str:

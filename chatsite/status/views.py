@@ -2,23 +2,40 @@
 with charts the browser draws from the JSON feed (the same snapshots /metrics
 exposes, so both show the same totals).
 
-Staff only: anyone else is sent to ``settings.LOGIN_URL`` (the admin's login unless
-the site sets another).
+Staff only: a visitor who is not logged in is sent to ``settings.LOGIN_URL``; a
+logged-in user who is not staff gets 403 (sending them to the login again would loop:
+the login sends a logged-in user straight back).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
-from django.contrib.auth.decorators import user_passes_test
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 import comet_server
 
-staff_only = user_passes_test(lambda user: user.is_active and user.is_staff)
+View = Callable[[HttpRequest], HttpResponse]
+
+
+def staff_only(view: View) -> View:
+    @wraps(view)
+    def guarded(request: HttpRequest) -> HttpResponse:
+        user = request.user
+        if user.is_active and user.is_staff:
+            return view(request)
+        if user.is_authenticated:
+            raise PermissionDenied("the server status is for staff")
+        return redirect_to_login(request.get_full_path())
+
+    return guarded
 
 # What the feed sends of each snapshot (the page needs no more).
 FIELDS = ("worker", "connections", "accepted_total", "requests_total", "parked", "streaming",

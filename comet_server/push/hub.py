@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from comet_server.push.waits import Delivery
@@ -80,6 +80,9 @@ class Broker(Protocol):
 
     def wait_blocking(self, hub: Hub, channels: tuple[str, ...], after: int | None,
                       timeout: float) -> Delivery: ...
+
+    def follow_blocking(self, hub: Hub, channels: tuple[str, ...], after: int | None,
+                        heartbeat: float, duration: float) -> Iterator[Delivery]: ...
 
 
 class Watch:
@@ -229,9 +232,10 @@ class Hub:
                 by_channel.setdefault(event.channel, []).append(event)
             memo: dict[Any, Any] = {}
             jobs = self._match_followers(by_channel, memo) if self._followers else []
+            hand_out = self._queue_follow(jobs) if jobs else False
             ready = self._match_pending(by_channel, memo)
-        if jobs:
-            self._queue_follow(jobs)
+        if hand_out:
+            self._follow_slice()
         if ready:
             self._wake_slice(ready, 0, since)
 
@@ -279,24 +283,32 @@ class Hub:
                     follower.after = top
         return jobs
 
-    def _queue_follow(self, jobs: list[_FollowJob]) -> None:
-        """Hand batches to followers in the order they were matched (one queue for
-        all dispatches, so a follower never gets a later batch before an earlier)."""
+    def _queue_follow(self, jobs: list[_FollowJob]) -> bool:
+        """Queue batches for followers in the order they were matched (one queue for
+        all dispatches, so a follower never gets a later batch before an earlier);
+        call under the lock, in the same hold as the matching.  True: the caller
+        starts the hand-out (``_follow_slice``) once it released the lock."""
         self._follow_jobs.extend(jobs)
-        if not self._following_out:
-            self._following_out = True
-            self._follow_slice()
+        if self._following_out:
+            return False
+        self._following_out = True
+        return True
 
     def _follow_slice(self) -> None:
         """Deliver queued batches for about ``FAN_OUT_SLICE_SECONDS``, then yield to
-        the loop (the rest goes on at its next turn).  Without a scheduler, all now."""
+        the loop (the rest goes on at its next turn).  Without a scheduler, all now,
+        by whichever publishing thread started it (one at a time, in order)."""
         jobs = self._follow_jobs
         deadline = (None if self._scheduler is None
                     else time.perf_counter() + FAN_OUT_SLICE_SECONDS)
         handed = 0  # batches with events handed over (delivered_total)
         try:
-            while jobs:
-                job = jobs[0]
+            while True:
+                with self._lock:
+                    if not jobs:
+                        self._following_out = False
+                        return
+                    job = jobs[0]
                 followers, delivery, index = job
                 count = len(followers)
                 while index < count:
@@ -313,16 +325,13 @@ class Hub:
                         job[2] = index
                         self._continue_follow()
                         return
-                jobs.popleft()
-                if deadline is not None and jobs and time.perf_counter() >= deadline:
+                with self._lock:
+                    jobs.popleft()
+                if deadline is not None and time.perf_counter() >= deadline:
                     self._continue_follow()
                     return
-        except BaseException:
-            self._following_out = False
-            raise
         finally:
             self.delivered_total += handed
-        self._following_out = False
 
     def _continue_follow(self) -> None:
         after_io = self._after_io
@@ -520,9 +529,10 @@ class Hub:
                 self._drop_follower(follower)
             if not ready and not lost:
                 return
-        if lost:
+            hand_out = self._queue_follow([[lost, None, 0]]) if lost else False
+        if hand_out:
             # Their streams end and their clients resume from the durable store.
-            self.call_soon(lambda: self._queue_follow([[lost, None, 0]]))
+            self.call_soon(self._follow_slice)
         if ready:
             self.call_soon(lambda: self._wake_slice(ready, 0))
 
@@ -546,6 +556,45 @@ class Hub:
         if not done.wait(timeout):
             self.cancel(watch)
         return box[0] if box else Delivery([])
+
+
+    def follow_blocking(self, channels: tuple[str, ...], after: int | None,
+                        heartbeat: float, duration: float) -> Iterator[Delivery]:
+        """An event stream on the calling thread (servers without comet): every batch
+        past ``after`` for ``duration`` seconds, and an empty ``Delivery`` after each
+        ``heartbeat`` seconds without one.  One subscription for the whole stream, so
+        nothing published between two batches is missed."""
+        if self.broker is not None:
+            yield from self.broker.follow_blocking(self, channels, after, heartbeat, duration)
+            return
+        deadline = time.monotonic() + duration
+        history = self.events_after(channels, after)
+        if history:
+            after = max(e.cursor for e in history if e.cursor is not None)
+        batches: deque[Delivery | None] = deque()
+        arrived = threading.Event()
+
+        def deliver(delivery: Delivery | None) -> None:
+            batches.append(delivery)
+            arrived.set()
+
+        follower = self.follow(channels, after, deliver)
+        try:
+            if history:
+                yield Delivery(history)
+            while (left := deadline - time.monotonic()) > 0:
+                if not arrived.wait(min(heartbeat, left)):
+                    if left > heartbeat:  # a whole heartbeat of silence, not the end
+                        yield Delivery([])
+                    continue
+                arrived.clear()
+                while batches:
+                    delivery = batches.popleft()
+                    if delivery is None:  # the hub may have missed events: end
+                        return
+                    yield delivery
+        finally:
+            self.unfollow(follower)
 
 
 _default_hub: Hub | None = None

@@ -179,22 +179,15 @@ def iterate_blocking(coroutine: CometCoroutine, hub: Hub) -> Iterator[bytes]:
 
 
 def _follow_blocking(wait: FollowEvents, hub: Hub) -> Generator[bytes, None, StreamEnd]:
-    """A stream on the calling thread: wait for events, write their frames, ping
-    when idle, until ``duration`` passes (the thread is held all along)."""
-    cursor = wait.after
-    heartbeat = wait.heartbeat or STREAM_HEARTBEAT
-    deadline = time.monotonic() + (wait.duration or STREAM_LIFETIME)
-    while (left := deadline - time.monotonic()) > 0:
-        delivery = hub.wait_blocking(wait.channels, cursor, min(heartbeat, left))
-        events = [e for e in delivery.events
-                  if cursor is None or e.cursor is None or e.cursor > cursor]
-        if events:
-            data = b"".join(map(wait.frame, events))
+    """A stream on the calling thread: write each batch's frames, ping when idle,
+    until ``duration`` passes (the thread is held all along)."""
+    batches = hub.follow_blocking(wait.channels, wait.after, wait.heartbeat or STREAM_HEARTBEAT,
+                                  wait.duration or STREAM_LIFETIME)
+    for delivery in batches:
+        if delivery.events:
+            data = b"".join(map(wait.frame, delivery.events))
             if data:
                 yield data
-            cursors = [e.cursor for e in events if e.cursor is not None]
-            if cursors:
-                cursor = max(cursors)
-        elif wait.ping and deadline - time.monotonic() > 0:
+        elif wait.ping:
             yield wait.ping
     return StreamEnd.LIFETIME

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -73,7 +74,7 @@ class Exchange:
     __slots__ = (
         "server", "conn", "response", "result", "driver", "pending", "phase",
         "parked_since", "timer", "watch", "stop_answered", "counted", "following",
-        "follower", "beat", "beat_mark",
+        "follower", "beat", "last_write",
     )
 
     def __init__(self, server: CometServer, conn: HTTPConnection, request: http1.Request,
@@ -94,7 +95,7 @@ class Exchange:
         self.following: FollowEvents | None = None  # the stream's wait, while following
         self.follower: Follower | None = None
         self.beat: Timer | None = None  # the heartbeat of a stream
-        self.beat_mark = 0  # bytes sent when the last heartbeat was due
+        self.last_write = 0.0  # when a stream last wrote (its heartbeat counts from it)
 
     @property
     def client(self) -> str:
@@ -171,7 +172,9 @@ class Exchange:
                     outcome = Delivery(ready)
                     continue
             elif isinstance(wait, FollowEvents):
-                if self.response.method == "HEAD":  # the headers say it all
+                if self.response.method == "HEAD":  # the head a GET gets, no body
+                    self.pending.clear()
+                    self._send_pending()
                     self.finish()
                     return
                 self.follow(wait)
@@ -217,7 +220,7 @@ class Exchange:
         self.following = wait
         self.follower = server.hub.follow(wait.channels, after, self.on_stream)
         self.timer = server.loop.call_later(server.stream_duration(wait), self.on_stream_end)
-        self.beat_mark = self.response.sent
+        self.last_write = time.monotonic()
         self.beat = server.loop.call_later(wait.heartbeat or server.config.stream_heartbeat,
                                            self.on_beat)
         self.phase = Phase.FOLLOWING
@@ -255,6 +258,7 @@ class Exchange:
         conn = self.conn
         conn.write(data)
         self.response.sent += len(data)
+        self.last_write = time.monotonic()
         if conn.queued > self.server.max_stream_buffer:
             self._cut_slow()
 
@@ -264,16 +268,23 @@ class Exchange:
             self.response.abort(f"too slow: {self.conn.queued} bytes unread")
 
     def on_beat(self) -> None:
-        """Ping a stream that wrote nothing since the last heartbeat was due."""
+        """Ping a stream that wrote nothing for a heartbeat; else look again when it
+        will have been silent that long (to a tenth of a second: few distinct timer
+        durations, so the loop's timer queues stay few)."""
         wait = self.following
         if wait is None:
             return
-        if self.response.sent == self.beat_mark and wait.ping:
-            self.send_stream(http1.chunk(wait.ping) if self.response.chunked else wait.ping)
+        heartbeat = wait.heartbeat or self.server.config.stream_heartbeat
+        silent = time.monotonic() - self.last_write
+        if silent >= heartbeat - 0.05:
+            if wait.ping:
+                self.send_stream(http1.chunk(wait.ping) if self.response.chunked
+                                 else wait.ping)
+            delay = heartbeat
+        else:
+            delay = max(0.1, math.ceil((heartbeat - silent) * 10) / 10)
         if self.following is not None:
-            self.beat_mark = self.response.sent
-            self.beat = self.server.loop.call_later(
-                wait.heartbeat or self.server.config.stream_heartbeat, self.on_beat)
+            self.beat = self.server.loop.call_later(delay, self.on_beat)
 
     def on_stream_end(self) -> None:
         self.timer = None

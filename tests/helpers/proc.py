@@ -44,6 +44,17 @@ PRODUCTION_ENV = {
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",
     "DJANGO_SECURE_SSL_REDIRECT": "0",
 }
+# The chat's abuse rules turned off, for load tests and benches whose simulated
+# visitors all come from 127.0.0.1 and post in bursts, and whose guests reuse names
+# across sessions: no rate limit is met and a guest name is free as soon as it is idle.
+UNLIMITED_CHAT_ENV = {
+    "CHAT_RATE_POST_SESSION": "1000000/1",
+    "CHAT_RATE_POST_ADDRESS": "1000000/1",
+    "CHAT_RATE_ROOM_ADDRESS": "1000000/1",
+    "CHAT_RATE_NAME_SESSION": "1000000/1",
+    "CHAT_RATE_TYPING_SESSION": "1000000/1",
+    "CHAT_GUEST_NAME_SECONDS": "0",
+}
 # The test project of tests/serverapp (its /wait, /stream, /echo, /block views).
 SERVER_ENV = {"DJANGO_SETTINGS_MODULE": "tests.serverapp.settings"}
 

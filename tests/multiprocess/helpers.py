@@ -25,6 +25,7 @@ from tests.helpers.proc import (
     PRODUCTION_ENV,
     PYTHON,
     ROOT,
+    UNLIMITED_CHAT_ENV,
     ServerProcess,
     broker_env,
     child_env,
@@ -128,7 +129,7 @@ def db_message_ids(db_url: str, room_id: int) -> list[int]:
 
 def server_env(db_url: str, broker: str | None = REDIS_URL) -> dict[str, str]:
     """The environment of the servers and commands of one database."""
-    return child_env(PRODUCTION_ENV, broker_env(broker or None), {
+    return child_env(PRODUCTION_ENV, UNLIMITED_CHAT_ENV, broker_env(broker or None), {
         "DJANGO_SETTINGS_MODULE": SETTINGS, "DATABASE_URL": db_url,
         "COMET_MP_POLL_TIMEOUT": str(POLL_TIMEOUT)})
 

@@ -1,7 +1,8 @@
 /* One long-poll loop per page: re-poll at once after an answer, back off on failure.
  * Failures wait 1 s, 2 s, 4 s ... up to 10 s; the #status element says "Reconnecting…"
  * until an answer arrives again.  A 400 (a cursor the server no longer knows) reloads
- * the page.  Callers keep their own cursor in params(). */
+ * the page; a 403 or 404 (the room went private, or this visitor was removed) stops and
+ * calls options.onGone(xhr) when given.  Callers keep their own cursor in params(). */
 (function (window, $) {
   "use strict";
 
@@ -44,6 +45,12 @@
           // removed): this page's state is stale, start over from the server's.
           stopped = true;
           window.location.reload();
+          return;
+        }
+        if ((xhr.status === 403 || xhr.status === 404) && options.onGone) {
+          // Not (or no longer) allowed here: polling again would not change that.
+          stopped = true;
+          options.onGone(xhr);
           return;
         }
         setStatus(false);

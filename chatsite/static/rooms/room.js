@@ -9,6 +9,8 @@
   var base = $body.attr("data-base");           // "/rooms/<slug>/"
   var myNick = $body.attr("data-nick") || "";
   var cursor = parseInt($body.attr("data-cursor"), 10) || 0;
+  var changesCursor = parseInt($body.attr("data-changes-cursor"), 10) || 0;
+  var canModerate = $body.attr("data-can-moderate") === "1";
   var csrf = $("input[name=csrfmiddlewaretoken]").first().val();
   var $messages = $("#messages");
   var $text = $("#message-text");
@@ -16,6 +18,9 @@
   var typists = {};                              // nick -> time (ms) the line expires
   var TYPING_MS = 4000, TYPING_SEND_EVERY_MS = 2500;
   var lastTypingSent = 0, sending = false;
+  var unread = window.chatView.Unread($messages, $("#new-messages"));
+  var updateCounter = window.chatView.counter(
+    $text, $("#char-count"), parseInt($text.attr("data-max"), 10) || 2000);
 
   $messages.children("li.message").each(function () {
     seen[$(this).attr("data-id")] = true;
@@ -36,9 +41,68 @@
     if (myNick && m.author === myNick) { $li.addClass("mine"); }
     $("<span>", {"class": "author"}).text(m.author).appendTo($li);
     $("<time>", {"class": "time"}).attr("datetime", m.created)
-      .attr("title", m.created).text(formatTime(m.created)).appendTo($li);
-    $("<span>", {"class": "text"}).text(m.text).appendTo($li);
+      .attr("title", window.chatView.fullDateTime(m.created)).text(formatTime(m.created))
+      .appendTo($li);
+    if (m.edited) { $("<span>", {"class": "edited"}).text("(edited)").appendTo($li); }
+    var text = $("<span>", {"class": "text"}).appendTo($li)[0];
+    window.chatView.setText(text, m.text);  // text nodes, and links as <a> elements
+    addModerationControls($li);
     return $li;
+  }
+
+  /* Moderators (staff, the room's owner) get a delete button on every message. */
+  function addModerationControls($li) {
+    if (!canModerate || $li.find("button.delete").length) { return; }
+    $("<button>", {"class": "delete", type: "button", title: "Delete this message"})
+      .text("Delete").insertBefore($li.children(".text"));
+  }
+
+  $messages.on("click", "button.delete", function () {
+    var id = $(this).closest("li.message").attr("data-id");
+    $.ajax({url: base + "messages/" + id + "/delete", method: "POST",
+            data: {csrfmiddlewaretoken: csrf}, dataType: "json"})
+      .done(function () { removeMessage(id); })
+      .fail(function (xhr) { showError(errorText(xhr, "Could not delete")); });
+  });
+
+  function removeMessage(id) {
+    seen[String(id)] = true;
+    $messages.children("li.message").filter(function () {
+      return $(this).attr("data-id") === String(id);
+    }).remove();
+    window.chatView.renderDividers($messages);
+  }
+
+  /* Moderation changes ({id, type: "deleted"|"edited", message}) from the long-poll:
+   * a deleted message leaves the page, an edited one shows its new text. */
+  function applyChanges(changes) {
+    $.each(changes || [], function (i, change) {
+      if (change.id > changesCursor) { changesCursor = change.id; }
+      var m = change.message || {};
+      if (change.type === "deleted" || m.deleted) {
+        removeMessage(m.id);
+      } else if (change.type === "edited") {
+        var $li = $messages.children("li.message").filter(function () {
+          return $(this).attr("data-id") === String(m.id);
+        });
+        if ($li.length) { $li.replaceWith(messageItem(m)); }
+      }
+    });
+  }
+
+  /* This visitor was removed from the private room: stop, and say so. */
+  function revoked(message) {
+    poller.stop();
+    $("#message-form, #change-nick-form").prop("hidden", true);
+    $("#status").attr("data-state", "offline").text("Removed");
+    showError(message || "You are no longer a member of this room.");
+  }
+
+  function errorText(xhr, what) {
+    var error = xhr.responseJSON && xhr.responseJSON.error;
+    if (error) { return error; }
+    return xhr.status ? what + " (HTTP " + xhr.status + ")."
+                      : what + ": the server cannot be reached.";
   }
 
   function atBottom() {
@@ -53,6 +117,7 @@
   /* Insert in id order; false when the id is already shown. */
   function insertMessage(m) {
     var key = String(m.id);
+    if (m.deleted) { removeMessage(m.id); return false; }  // a tombstone
     if (seen[key]) { return false; }
     seen[key] = true;
     var $li = messageItem(m);
@@ -68,10 +133,16 @@
 
   function addMessages(list, own) {
     var stick = own || atBottom();
-    var added = false;
-    $.each(list, function (i, m) { added = insertMessage(m) || added; });
-    if (added) { renderTyping(); }
+    var added = false, fromOthers = 0;
+    $.each(list, function (i, m) {
+      if (insertMessage(m)) {
+        added = true;
+        if (!own && m.author !== myNick) { fromOthers += 1; }
+      }
+    });
+    if (added) { renderTyping(); window.chatView.renderDividers($messages); }
     if (added && stick) { scrollToBottom(); }
+    unread.arrived(fromOthers);
   }
 
   function renderPresence(nicks) {
@@ -109,17 +180,20 @@
   var poller = window.chatLongPoll({
     url: base + "updates",
     timeout: parseFloat($body.attr("data-poll-timeout")),
-    params: function () { return {after: cursor}; },
+    params: function () { return {after: cursor, changes: changesCursor}; },
     onData: function (data) {
+      if (data.revoked) { revoked(data.error); return; }
+      applyChanges(data.changes);
       addMessages(data.messages || [], false);
       if (data.cursor > cursor) { cursor = data.cursor; }
       if (data.presence) { renderPresence(data.presence); }
       $.each(data.typing || [], function (i, nick) { noteTyping(nick); });
-    }
+    },
+    onGone: function (xhr) { revoked(xhr.responseJSON && xhr.responseJSON.error); }
   });
 
   function send() {
-    if (sending) { return; }
+    if (sending || heldUntil > Date.now()) { return; }
     var text = $text.val();
     sending = true;
     $("#send").prop("disabled", true);
@@ -130,20 +204,29 @@
       dataType: "json"
     }).done(function (m) {
       addMessages([m], true);
-      if ($text.val() === text) { $text.val(""); }
+      if ($text.val() === text) { $text.val(""); updateCounter(); }
       showError("");
     }).fail(function (xhr) {
-      var error = xhr.responseJSON && xhr.responseJSON.error;
-      if (!error) {
-        error = xhr.status ? "Could not send (HTTP " + xhr.status + ")."
-                           : "Could not send: the server cannot be reached.";
-      }
-      showError(error);
+      showError(errorText(xhr, "Could not send"));
+      holdSending(xhr);
     }).always(function () {
       sending = false;
-      $("#send").prop("disabled", false);
+      $("#send").prop("disabled", heldUntil > Date.now());
       $text.trigger("focus");
     });
+  }
+
+  /* A 429 says how long to wait (Retry-After): keep Send off until then. */
+  var heldUntil = 0;
+  function holdSending(xhr) {
+    var seconds = parseInt(xhr.getResponseHeader("Retry-After"), 10);
+    if (xhr.status !== 429 || !(seconds > 0)) { return; }
+    heldUntil = Date.now() + seconds * 1000;
+    setTimeout(function () {
+      heldUntil = 0;
+      $("#send").prop("disabled", false);
+      showError("");
+    }, seconds * 1000);
   }
 
   $("#message-form").on("submit", function (event) {
@@ -170,6 +253,7 @@
     $.getJSON(base + "messages", first ? {before: first} : {}).done(function (data) {
       var el = $messages[0], height = el.scrollHeight;
       $.each(data.messages || [], function (i, m) { insertMessage(m); });
+      window.chatView.renderDividers($messages);
       el.scrollTop += el.scrollHeight - height;  // keep the reader's place
       $button.prop("hidden", !data.has_more);
     }).fail(function () {
@@ -190,10 +274,18 @@
     if (event.originalEvent.persisted) { poller.start(); }
   });
 
+  $messages.children("li.message").each(function () {
+    addModerationControls($(this));
+    var text = $(this).children(".text")[0];
+    if (text) { window.chatView.setText(text, text.textContent); }
+  });
   $messages.find("time.time").each(function () {
     var $time = $(this), text = formatTime($time.attr("datetime"));
-    if (text) { $time.attr("title", $time.attr("datetime")).text(text); }
+    if (text) {
+      $time.attr("title", window.chatView.fullDateTime($time.attr("datetime"))).text(text);
+    }
   });
+  window.chatView.renderDividers($messages);
   scrollToBottom();
   poller.start();
 }(jQuery));
