@@ -51,7 +51,9 @@ from comet_server.push.waits import (
     Delivery,
     FollowEvents,
     Sleep,
+    Status,
     WaitForEvents,
+    frame_all,
     iterate_blocking,
 )
 
@@ -114,7 +116,8 @@ class DeferredResponse(StreamingHttpResponse):
     def streaming_content(self) -> Iterator[bytes]:
         if self._wrapped is not None:
             return self._wrapped
-        return iterate_blocking(self._coroutine_factory(self.comet_request), get_hub())
+        return iterate_blocking(self._coroutine_factory(self.comet_request), get_hub(),
+                                self._restatus)
 
     @streaming_content.setter  # type: ignore[override]
     def streaming_content(self, value: Iterable[bytes]) -> None:
@@ -123,6 +126,12 @@ class DeferredResponse(StreamingHttpResponse):
 
     def __iter__(self) -> Iterator[bytes]:
         return self.streaming_content
+
+    def _restatus(self, status: Status) -> None:
+        """A ``Status`` under a server without comet: it already sent the view's
+        status; Django's test client (which reads it from here) sees the new one."""
+        self.status_code = int(status.line[:3])
+        self.reason_phrase = status.line[4:]
 
     def close(self) -> None:
         """Close as Django does, but under the comet server send ``request_finished``
@@ -227,7 +236,15 @@ def _events_key(memo: dict[Any, Any], events: list[Event]) -> tuple[int, ...]:
     return entry[1]
 
 
-def _render_once(delivery: Delivery, render: Renderer, after: int | None) -> bytes:
+def _answer(result: Any) -> tuple[str | None, bytes]:
+    """A renderer's result as (status line if it is an ``HttpResponse``, body)."""
+    if isinstance(result, HttpResponse):
+        return f"{result.status_code} {result.reason_phrase}", result.content
+    return None, _body(result)
+
+
+def _render_once(delivery: Delivery, render: Renderer,
+                 after: int | None) -> tuple[str | None, bytes]:
     """Render a delivery, sharing the work with every waiter woken alongside: one
     ``prepare`` per renderer and events, one body per distinct answer."""
     memo, events = delivery.memo, delivery.events
@@ -237,7 +254,7 @@ def _render_once(delivery: Delivery, render: Renderer, after: int | None) -> byt
         body_key: tuple[Any, ...] = (render, events_key, after)
         body = memo.get(body_key)
         if body is None:
-            body = memo[body_key] = _body(render(events, after))  # type: ignore[operator]
+            body = memo[body_key] = _answer(render(events, after))  # type: ignore[operator]
         return body
     prepared_key = ("prepared", render, events_key)
     if prepared_key in memo:
@@ -250,7 +267,7 @@ def _render_once(delivery: Delivery, render: Renderer, after: int | None) -> byt
     body = memo.get(body_key)
     if body is None:
         staged: StagedRenderer = render  # type: ignore[assignment]  # it has prepare()
-        body = memo[body_key] = _body(staged.render_prepared(prepared, events, after))
+        body = memo[body_key] = _answer(staged.render_prepared(prepared, events, after))
     return body
 
 
@@ -264,17 +281,23 @@ def wait_for_events(channels: str | Iterable[str], *, after: int | None, render:
     """A long-poll: park until events past ``after`` arrive on ``channels`` or ``timeout``.
 
     ``render(events, after)`` (returning an ``HttpResponse``, ``bytes`` or ``str``) gives
-    the body; ``events`` is an empty list on timeout.  Waiters woken together with the
-    same cursor share one call to ``render``, so pass a module-level function, not a
-    fresh lambda; a staged renderer (``prepare`` / ``render_prepared``, see the module
-    docstring) also shares its ``prepare`` among waiters with different cursors.
+    the body; ``events`` is an empty list on timeout.  An ``HttpResponse`` with another
+    status than ``status`` replaces it (a 403 for a visitor whose access was revoked
+    while waiting; under servers without comet only Django's test client sees it).
+    Waiters woken together with the same cursor share one call to ``render``, so pass
+    a module-level function, not a fresh lambda; a staged renderer (``prepare`` /
+    ``render_prepared``, see the module docstring) also shares its ``prepare`` among
+    waiters with different cursors.
     """
     wait = WaitForEvents(_channels(channels), after, float(timeout))
 
     def poll(request: HttpRequest | None) -> CometCoroutine:
         del request  # not needed while parked: let it be freed
         delivery = yield wait
-        yield _render_once(delivery, render, wait.after)
+        line, body = _render_once(delivery, render, wait.after)
+        if line is not None and int(line[:3]) != status:  # a refusal found while waiting
+            yield Status(line)
+        yield body
 
     return DeferredResponse(poll, status=status, content_type=content_type)
 
@@ -303,7 +326,7 @@ def stream_events(channels: str | Iterable[str], *, after: int | None, render: R
         while (left := deadline - time.monotonic()) > 0:
             delivery = yield WaitForEvents(names, cursor, min(heartbeat, left))
             if delivery.events:
-                yield _render_once(delivery, render, cursor)
+                yield _render_once(delivery, render, cursor)[1]
                 cursors = [e.cursor for e in delivery.events if e.cursor is not None]
                 if cursors:
                     cursor = max(cursors + ([cursor] if cursor is not None else []))
@@ -375,7 +398,8 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     name), a ``str`` (the data of a ``message`` event) or ``None`` (skipped).  It is
     called once per event for every stream it reaches, so pass a module-level function
     or a hashable object, as for ``wait_for_events``.  An event with a cursor carries
-    it as its ``id:`` (the browser's resume point); signals carry none.
+    it as its ``id:`` (the browser's resume point); signals carry none.  An event
+    ``render`` raises on is left out of the streams (and logged).
 
     The view resumes the client: ``after`` is the cursor it has (see
     ``last_event_id``) and ``replay`` the events it missed, oldest first, read from
@@ -410,7 +434,7 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     head.extend(event.encode() for event in first)
     if resync:
         head.append(RESYNC.encode())
-    head.extend(map(frames, replayed))
+    head.append(frame_all(frames, replayed))
     opening = b"".join(head)
     follow = FollowEvents(names, cursor, frames, lifetime, heartbeat, PING)
 

@@ -17,7 +17,7 @@ from chatsite.rooms import services, updates
 from chatsite.rooms.models import Message, Room
 from comet_server import wait_for_events
 from comet_server.push.hub import Event, Hub
-from comet_server.push.waits import Delivery
+from comet_server.push.waits import Delivery, Status
 
 N = 1000
 
@@ -28,6 +28,7 @@ class Parked:
     def __init__(self, hub: Hub, channel: str, after: int, render) -> None:
         self.after = after
         self.body: bytes | None = None
+        self.status = "200 OK"
         response = wait_for_events([channel], after=after, render=render, timeout=25)
         self.coroutine = response.comet_coroutine()
         wait = self.coroutine.send(None)
@@ -35,7 +36,11 @@ class Parked:
         assert self.watch is not None, "parked behind events already in the history"
 
     def wake(self, delivery: Delivery) -> None:
-        self.body = self.coroutine.send(delivery)
+        item = self.coroutine.send(delivery)
+        if isinstance(item, Status):  # a refusal: the status, then the body
+            self.status = item.line
+            item = next(self.coroutine)
+        self.body = item
 
     def answer(self) -> dict:
         assert self.body is not None, "not woken"
@@ -245,7 +250,7 @@ def test_a_private_rooms_members_share_one_prepare_and_a_removed_one_is_revoked(
             callback()
     # room: newest id, presence, allowed users; lobby (no waiters): nothing
     assert len(queries) == 3, [q["sql"] for q in queries]
-    assert parked[0].answer()["revoked"] is True
+    assert parked[0].answer()["revoked"] is True and parked[0].status == "403 Forbidden"
     assert all(poll.answer() == {"messages": [], "cursor": newest, "presence": [],
                                  "typing": []} for poll in parked[1:])
     assert all(poll.body is parked[1].body for poll in parked[1:])  # one render for all

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Count, Max
+from django.http import HttpResponse
 
 from chatsite.rooms import access, moderation, presence
 from chatsite.rooms.channels import CHANGE_TYPES
@@ -170,9 +171,9 @@ class RoomUpdates:
         return (after, changes_key)
 
     def render_prepared(self, prepared: RoomSnapshot, events: list[Event],
-                        after: int) -> bytes:
+                        after: int) -> bytes | HttpResponse:
         if prepared.allowed is not None and self.viewer not in prepared.allowed:
-            return REVOKED
+            return HttpResponse(REVOKED, status=403, content_type="application/json")
         if after >= prepared.newest:
             messages: list[dict[str, Any]] = []  # no query: nothing newer when we looked
         else:
@@ -183,7 +184,7 @@ class RoomUpdates:
                 messages = prepared.latest()[span[0]:span[1]]
         return _room_body(messages, after, prepared.tail, self._changes(prepared))
 
-    def __call__(self, events: list[Event], after: int) -> bytes:
+    def __call__(self, events: list[Event], after: int) -> bytes | HttpResponse:
         return self.render_prepared(self.prepare(events), events, after)
 
 

@@ -568,9 +568,6 @@ class Hub:
             yield from self.broker.follow_blocking(self, channels, after, heartbeat, duration)
             return
         deadline = time.monotonic() + duration
-        history = self.events_after(channels, after)
-        if history:
-            after = max(e.cursor for e in history if e.cursor is not None)
         batches: deque[Delivery | None] = deque()
         arrived = threading.Event()
 
@@ -578,9 +575,14 @@ class Hub:
             batches.append(delivery)
             arrived.set()
 
+        # Follow first, then read the history: an event published in between is in
+        # both (and sent once), never in neither.
         follower = self.follow(channels, after, deliver)
         try:
+            seen = after
+            history = self.events_after(channels, after)
             if history:
+                seen = max(e.cursor for e in history if e.cursor is not None)
                 yield Delivery(history)
             while (left := deadline - time.monotonic()) > 0:
                 if not arrived.wait(min(heartbeat, left)):
@@ -592,7 +594,13 @@ class Hub:
                     delivery = batches.popleft()
                     if delivery is None:  # the hub may have missed events: end
                         return
-                    yield delivery
+                    events = delivery.events if seen is None else [
+                        e for e in delivery.events if e.cursor is None or e.cursor > seen]
+                    cursors = [e.cursor for e in events if e.cursor is not None]
+                    if cursors:
+                        seen = max(cursors)
+                    if events:
+                        yield Delivery(events, delivery.memo)
         finally:
             self.unfollow(follower)
 

@@ -14,6 +14,7 @@ This module knows nothing of HTTP, Django or libevent.
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from comet_server.push.hub import Event, Hub
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,34 @@ class FollowEvents:
 Wait = Sleep | WaitForEvents | FollowEvents
 
 
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Answer with this status line (``"403 Forbidden"``) instead of the one the view
+    set: yielded before any body, when what a long-poll waited for turned out to be a
+    refusal (a member removed while waiting).  The comet server sends it; under other
+    servers the status has gone out already and ``iterate_blocking`` can only tell
+    its ``on_status`` (Django's test client then sees it)."""
+
+    line: str
+
+
+def frame_all(frame: Callable[[Event], bytes], events: list[Event]) -> bytes:
+    """The frames of ``events`` one after the other.  An event the application's
+    ``frame`` fails on is left out (logged once per call): a stream does not die of
+    one bad event, and a client resuming from before it is not refused for ever."""
+    try:
+        return b"".join(map(frame, events))
+    except Exception:
+        log.exception("error framing an event for the event streams: it is left out")
+    parts = []
+    for event in events:
+        try:
+            parts.append(frame(event))
+        except Exception:
+            continue
+    return b"".join(parts)
+
+
 @dataclass(slots=True)
 class Delivery:
     """Events handed to a waiter.
@@ -112,7 +143,7 @@ class Delivery:
     memo: dict[Any, Any] = field(default_factory=dict)
 
 
-CometCoroutine = Generator[bytes | Wait, Any, None]
+CometCoroutine = Generator[bytes | Wait | Status, Any, None]
 
 
 class CoroutineDriver:
@@ -120,10 +151,11 @@ class CoroutineDriver:
     coroutine may yield, used by the comet server and by ``iterate_blocking`` alike,
     so a view cannot work under one and fail under the other."""
 
-    __slots__ = ("coroutine",)
+    __slots__ = ("coroutine", "status")
 
     def __init__(self, coroutine: CometCoroutine) -> None:
         self.coroutine = coroutine
+        self.status: Status | None = None  # a ``Status`` yielded, for the caller to apply
 
     def advance(self, outcome: Any, body: list[bytes]) -> Wait | None:
         """Send ``outcome`` in; append the body chunks it yields to ``body``; return the
@@ -143,19 +175,24 @@ class CoroutineDriver:
                     body.append(bytes(item))
             elif isinstance(item, (Sleep, WaitForEvents, FollowEvents)):
                 return item
+            elif isinstance(item, Status):
+                if body:
+                    raise RuntimeError("a comet coroutine yielded a Status after body data")
+                self.status = item
             else:
                 raise TypeError(f"a comet coroutine yielded {type(item).__name__}, "
-                                "expected bytes, Sleep, WaitForEvents or FollowEvents")
+                                "expected bytes, Sleep, WaitForEvents, FollowEvents or Status")
 
     def close(self) -> None:
         self.coroutine.close()
 
 
-def iterate_blocking(coroutine: CometCoroutine, hub: Hub) -> Iterator[bytes]:
+def iterate_blocking(coroutine: CometCoroutine, hub: Hub,
+                     on_status: Callable[[Status], None] | None = None) -> Iterator[bytes]:
     """Run a comet coroutine on the calling thread, blocking on each wait.
 
     Used when the response is served by a server without comet support (runserver,
-    gunicorn, Django's test client).
+    gunicorn, Django's test client).  A ``Status`` goes to ``on_status``.
     """
     driver = CoroutineDriver(coroutine)
     outcome: Any = None
@@ -163,6 +200,10 @@ def iterate_blocking(coroutine: CometCoroutine, hub: Hub) -> Iterator[bytes]:
     try:
         while True:
             wait = driver.advance(outcome, body)
+            if driver.status is not None:
+                if on_status is not None:
+                    on_status(driver.status)
+                driver.status = None
             yield from body
             body.clear()
             if wait is None:
@@ -185,7 +226,7 @@ def _follow_blocking(wait: FollowEvents, hub: Hub) -> Generator[bytes, None, Str
                                   wait.duration or STREAM_LIFETIME)
     for delivery in batches:
         if delivery.events:
-            data = b"".join(map(wait.frame, delivery.events))
+            data = frame_all(wait.frame, delivery.events)
             if data:
                 yield data
         elif wait.ping:

@@ -29,6 +29,7 @@ from comet_server.push.waits import (
     Sleep,
     StreamEnd,
     WaitForEvents,
+    frame_all,
 )
 
 if TYPE_CHECKING:
@@ -57,14 +58,9 @@ class Phase(enum.Enum):
 
 
 def _frame_batch(frame: Callable[[Any], bytes],
-                 events: list[Any]) -> tuple[list[Any], bytes | None, bytes | None]:
-    """``(events, frames, frames as one chunk)``; ``None`` for both when the
-    application's frame function failed (logged once for every stream of the batch)."""
-    try:
-        data = b"".join(map(frame, events))
-    except APPLICATION_ERRORS:
-        log.exception("error framing events for a stream")
-        return events, None, None
+                 events: list[Any]) -> tuple[list[Any], bytes, bytes]:
+    """``(events, their frames, the frames as one chunk)``, made once per batch."""
+    data = frame_all(frame, events)
     return events, data, http1.chunk(data) if data else data
 
 
@@ -153,6 +149,8 @@ class Exchange:
         assert self.driver is not None
         while True:
             wait = self.driver.advance(outcome, self.pending)
+            if self.driver.status is not None:
+                self._restatus()
             if wait is None:
                 self.finish()
                 return
@@ -198,6 +196,15 @@ class Exchange:
             self.timer = server.loop.call_later(wait.timeout, self.on_timeout)
         self.phase = Phase.PARKED
 
+    def _restatus(self) -> None:
+        """The coroutine chose another status (a refusal found while waiting)."""
+        assert self.driver is not None
+        status, self.driver.status = self.driver.status, None
+        assert status is not None
+        if self.response.started:
+            raise RuntimeError("a comet coroutine set a status after the response started")
+        self.response.set_status(status.line, self.response.headers or [])
+
     def follow(self, wait: FollowEvents) -> None:
         """Become an event stream: send what is buffered (the head at least) and the
         events the hub's history holds past the cursor, then follow the channels."""
@@ -205,7 +212,7 @@ class Exchange:
         after = wait.after
         ready = server.hub.events_after(wait.channels, after)
         if ready:
-            self.pending.append(b"".join(map(wait.frame, ready)))
+            self.pending.append(frame_all(wait.frame, ready))
             after = max(e.cursor for e in ready if e.cursor is not None)
         self._closing()
         started = self.response.started
@@ -246,10 +253,7 @@ class Exchange:
         if entry is None or entry[0] is not events:
             entry = memo[frame] = _frame_batch(frame, events)
         data = entry[2] if self.response.chunked else entry[1]
-        if data is None:
-            if self._abandon():
-                self.response.abort("application error")
-        elif data:
+        if data:
             self.send_stream(data)
 
     def send_stream(self, data: bytes) -> None:
