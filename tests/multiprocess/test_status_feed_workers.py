@@ -52,11 +52,13 @@ def test_status_feed_and_scrape_agree_over_two_workers(start_server, room) -> No
     assert scrape(server.port).value("comet_deliveries_total") == before
     with ThreadPoolExecutor(PARKED) as pool:
         futures = [pool.submit(poll_once, server, slug, 0) for _ in range(PARKED)]
-        wait_until(lambda: feed()["total"]["parked"] == PARKED, 20, f"{PARKED} parked")
-        parked_by = {str(w["worker"]): w["parked"] for w in feed()["workers"]}
+        # One feed (another may come from the other worker, whose copy of this one's
+        # numbers can be a second old).
+        fed = wait_until(lambda: (f := feed())["total"]["parked"] == PARKED and f, 20,
+                         f"{PARKED} parked")
+        assert sum(w["parked"] for w in fed["workers"]) == PARKED
         scraped = wait_scrape(server.port, lambda s: s.value("comet_parked") == PARKED)
         assert scraped.workers() == workers
-        assert sum(parked_by.values()) == PARKED
         Poster("loadgen").post(server, slug, "everyone wake up")
         done, pending = wait(futures, timeout=30)
         assert not pending
