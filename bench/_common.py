@@ -73,6 +73,12 @@ def comet_stats(port: int) -> dict:
     return json.loads(body)
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds (/proc/<pid>/stat; 10 ms ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_parked(server: ServerProcess, expected: int, timeout: float) -> dict:
     """Poll the stats until ``parked`` reaches ``expected``; the last stats."""
     try:

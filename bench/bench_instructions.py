@@ -9,12 +9,23 @@ the same way (in a temporary worktree) for a ratio in one run, e.g. the server b
 change::
 
     .venv/bin/python bench/bench_instructions.py --against 976f2b5
+
+``--also OPTIONS`` measures this tree a second time with those server options added,
+e.g. the cost of the metrics (on by default) against ``--metrics-path=''``::
+
+    .venv/bin/python bench/bench_instructions.py --also="--metrics-path="
+
+``--fanout N`` counts a fan-out instead: N long-polls parked on ``bench.apps:comet``,
+then the instructions from one publish until every answer is read (read from the
+running callgrind with ``callgrind_control -e Ir`` just before and after, so parking
+and the readiness polls are not counted), per waiter.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -72,14 +83,15 @@ def drive(port: int, requests: int) -> None:
         sock.close()
 
 
-def instructions(tree: Path, requests: int) -> int:
+def instructions(tree: Path, requests: int, options: tuple[str, ...] = ()) -> int:
     """Total instructions of a server process that answered ``requests`` requests."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         port = free_port()
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", PYTHON, "-m",
-             "comet_server", "bench.apps:hello", f"127.0.0.1:{port}", "--no-access-log"],
+             "comet_server", "bench.apps:hello", f"127.0.0.1:{port}", "--no-access-log",
+             *options],
             cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             drive(port, requests)
@@ -92,19 +104,86 @@ def instructions(tree: Path, requests: int) -> int:
         return int(match[1])
 
 
-def per_request(tree: Path, low: int, high: int) -> float:
-    return (instructions(tree, high) - instructions(tree, low)) / (high - low)
+def _ir(pid: int, port: int) -> int:
+    """The instructions a callgrind run has executed so far.  callgrind_control asks
+    through vgdb, which a process asleep in epoll answers late: poke it with requests
+    (each a few hundred thousand instructions, well under 0.1% of a fan-out)."""
+    query = subprocess.Popen(["callgrind_control", "-e", "Ir", str(pid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while query.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                while sock.recv(65536):
+                    pass
+        except OSError:
+            pass
+        time.sleep(0.05)
+    out = query.stdout.read() if query.stdout else ""
+    match = re.search(r"Totals:\s+Ir\s+Th 1\s+([\d,]+)", out)  # "Totals: Ir / Th 1  773,478,663"
+    if not match:
+        raise RuntimeError(f"callgrind_control printed no Ir count:\n{out}")
+    return int(match[1].replace(",", ""))
+
+
+def fanout_per_waiter(tree: Path, waiters: int, options: tuple[str, ...] = ()) -> float:
+    """Instructions per waiter of one publish to ``waiters`` parked long-polls."""
+    sys.path.insert(0, str(tree))
+    from bench._common import LongPolls
+    from tests.helpers.proc import ServerProcess
+
+    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", PYTHON, "-m",
+            "comet_server", "bench.apps:comet", "127.0.0.1:0", "--no-access-log", *options]
+    request = b"GET /wait HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    publish = b"POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
+    with ServerProcess(argv, name="callgrind", cwd=tree, start_timeout=300,
+                       stop_timeout=120) as server:
+        polls = LongPolls(server.port, request)
+        try:
+            polls.open(waiters, server=server, timeout=600)
+            with socket.create_connection(("127.0.0.1", server.port), timeout=600) as pub:
+                before = _ir(server.pid, server.port)
+                pub.sendall(publish)
+                polls.collect(timeout=600)
+                pub.recv(4096)
+                after = _ir(server.pid, server.port)
+        finally:
+            polls.close()
+    return (after - before) / waiters
+
+
+def per_request(tree: Path, low: int, high: int, options: tuple[str, ...] = ()) -> float:
+    return (instructions(tree, high, options) - instructions(tree, low, options)) \
+        / (high - low)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--against", help="a git revision to measure too (ratio in one run)")
+    parser.add_argument("--also", metavar="OPTIONS",
+                        help="server options to measure this tree with too (ratio in one run)")
+    parser.add_argument("--fanout", type=int, metavar="N",
+                        help="count a publish to N parked long-polls instead of hello")
     parser.add_argument("--requests", type=int, default=2000,
                         help="extra requests of the second run (default 2000)")
     args = parser.parse_args()
+    if args.fanout:
+        rows = [("this tree", fanout_per_waiter(ROOT, args.fanout))]
+        if args.also:
+            rows.append((args.also, fanout_per_waiter(ROOT, args.fanout,
+                                                      tuple(shlex.split(args.also)))))
+        print(f"instructions per waiter of one publish to {args.fanout:,} parked long-polls "
+              "(callgrind):")
+        for name, value in rows:
+            print(f"  {name:>16}: {value:,.0f}")
+        if len(rows) == 2:
+            print(f"  ratio this/{rows[1][0]}: {rows[0][1] / rows[1][1]:.3f}")
+        return 0
     low, high = 500, 500 + args.requests
     rows = [("this tree", per_request(ROOT, low, high))]
-    if args.against:
+    if args.also:
+        rows.append((args.also, per_request(ROOT, low, high, tuple(shlex.split(args.also)))))
+    elif args.against:
         with tempfile.TemporaryDirectory() as tmp:
             tree = Path(tmp) / "tree"
             subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree),
@@ -117,9 +196,9 @@ def main() -> int:
     print(f"instructions per hello-world request (callgrind, {CONNECTIONS} keep-alive "
           f"connections, {args.requests} requests):")
     for name, value in rows:
-        print(f"  {name:>12}: {value:,.0f}")
+        print(f"  {name:>16}: {value:,.0f}")
     if len(rows) == 2:
-        print(f"  ratio this/{args.against}: {rows[0][1] / rows[1][1]:.3f}")
+        print(f"  ratio this/{rows[1][0]}: {rows[0][1] / rows[1][1]:.3f}")
     return 0
 
 

@@ -29,6 +29,7 @@ from bench._common import (
     ServerError,
     ServerProcess,
     busy_note,
+    cpu_seconds,
     free_port,
     percentile,
     print_table,
@@ -47,9 +48,9 @@ TARGET_FANOUT_MS = 300.0
 WARMUP_PARKED = 200
 
 
-def comet_server(app: str) -> ServerProcess:
+def comet_server(app: str, *options: str) -> ServerProcess:
     """Our server on ``app`` (started by ``with``)."""
-    return ServerProcess(wsgi_app_argv(app, "--no-access-log"),
+    return ServerProcess(wsgi_app_argv(app, "--no-access-log", *options),
                          name=f"comet-{app.rsplit(':', 1)[-1]}")
 
 
@@ -82,7 +83,7 @@ def bench_hello(seconds: float, warmup: float, rounds: int) -> dict:
             for name, results in runs.items()}
 
 
-def bench_parked(parked: int, rounds: int) -> dict:
+def bench_parked(parked: int, rounds: int, options: tuple[str, ...] = ()) -> dict:
     """RSS per parked request, then the fan-out of one publish to all of them.
 
     The fan-out is repeated ``rounds`` times on the same (kept-alive) connections;
@@ -91,7 +92,7 @@ def bench_parked(parked: int, rounds: int) -> dict:
     request = f"GET /wait HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
     publish = (f"POST /publish HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n\r\n"
                "hello").encode()
-    with comet_server("bench.apps:comet") as server:
+    with comet_server("bench.apps:comet", *options) as server:
         # Warm-up: one full park/publish round so code paths, imports and the
         # allocator's first arenas are in place before the baseline is taken.
         warm = LongPolls(server.port, request)
@@ -125,10 +126,12 @@ def bench_parked(parked: int, rounds: int) -> dict:
                 if early:
                     raise BenchError(f"{early} parked requests were answered before the publish")
                 status(f"fan-out {round_no}/{rounds}: one publish to {parked} waiters")
+                cpu0 = cpu_seconds(server.pid)
                 t0 = time.perf_counter()
                 pub.sendall(publish)
                 done = polls.collect(timeout=60)
                 answer = pub.recv(4096)
+                cpu = cpu_seconds(server.pid) - cpu0
                 if not answer.startswith(b"HTTP/1.1 200 "):
                     raise BenchError(f"publish answered {answer[:100]!r}")
                 bodies = set(polls.bodies())
@@ -136,7 +139,8 @@ def bench_parked(parked: int, rounds: int) -> dict:
                     raise BenchError("the waiters did not all get the published event")
                 latencies = sorted((t - t0) * 1000 for t in done)
                 fanouts.append({"all_ms": latencies[-1], "p50_ms": percentile(latencies, 50),
-                                "p99_ms": percentile(latencies, 99), "first_ms": latencies[0]})
+                                "p99_ms": percentile(latencies, 99), "first_ms": latencies[0],
+                                "server_cpu_ms": cpu * 1000})
             pub.close()
             server.check_alive()
         finally:

@@ -133,6 +133,7 @@ INSTALLED_APPS = [
     "chatsite.demo",
     "chatsite.accounts",
     "chatsite.rooms",
+    "chatsite.status",
 ]
 
 MIDDLEWARE = [

@@ -37,6 +37,7 @@ __all__ = [
     "publish",
     "stream_events",
     "wait_for_events",
+    "worker_metrics",
 ]
 
 _DJANGO_NAMES = {"defer_in_time", "wait_for_events", "stream_events", "event_stream",
@@ -44,6 +45,10 @@ _DJANGO_NAMES = {"defer_in_time", "wait_for_events", "stream_events", "event_str
 
 
 def __getattr__(name: str) -> Any:
+    if name == "worker_metrics":  # the server's metrics, for a status page
+        from comet_server.serving.runner import worker_metrics
+
+        return worker_metrics
     if name in _DJANGO_NAMES:
         from comet_server import responses
 

@@ -185,6 +185,7 @@ def test_wheel_holds_comet_server_only_with_its_commands(installed: Installed) -
         "Requires-Dist: Django<6,>=5.2",
         'Requires-Dist: hiredis<4,>=3.0; extra == "redis"',
         'Requires-Dist: httptools<1,>=0.6.2',
+        "Requires-Dist: prometheus-client<1,>=0.20",
         'Requires-Dist: redis<7,>=5.0; extra == "redis"',
     ]
     assert "comet-server = comet_server.__main__:main" in entry_points

@@ -64,6 +64,7 @@ class Acceptor:
         self.max_per_client = max_per_client
         self.proxies = proxies  # trusted proxies: their clients are counted per request
         self.open = 0  # connections accepted and not yet closed
+        self.accepted_total = 0  # connections taken (not those turned away)
         self.per_client: dict[str, int] = {}
         self.hits = {"max_connections": 0, "max_per_client": 0, "out_of_fds": 0}
         self.paused = False
@@ -102,6 +103,7 @@ class Acceptor:
                 self._turn_away(conn)
                 continue
             self.open += 1
+            self.accepted_total += 1
             self.per_client[client] = self.per_client.get(client, 0) + 1
             conn.setblocking(False)
             try:

@@ -73,7 +73,11 @@ class Exchange(Protocol):
 
 
 class Delivered(Protocol):
-    """Told whether a response reached the client's kernel (the access log's word)."""
+    """Told whether a response reached the client's kernel (the access log's word).
+    Without ``log_enabled`` it is told only of a loss (the metrics count those; a call
+    per delivered response would cost every request)."""
+
+    log_enabled: bool
 
     def delivered(self, delivered: bool) -> None: ...
 
@@ -371,13 +375,13 @@ class HTTPConnection:
             self.on_flushed = listener
             self.after_flush = keep_alive
             return
-        if listener is not None:
+        if listener is not None and listener.log_enabled:
             listener.delivered(True)
         self._after_response(keep_alive)
 
     def _flushed(self, delivered: bool) -> None:
         listener, self.on_flushed = self.on_flushed, None
-        if listener is not None:
+        if listener is not None and (listener.log_enabled or not delivered):
             listener.delivered(delivered)
 
     def _after_response(self, keep_alive: bool) -> None:

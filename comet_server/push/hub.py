@@ -150,6 +150,13 @@ class Hub:
         self._dispatch_scheduled = False
         self.broker = broker
         self.published_total = 0
+        # Waiters woken with events, and batches handed to followers (not timeouts,
+        # not wake_all, not a follower's "you missed events").
+        self.delivered_total = 0
+        # Told the seconds from an event's arrival to the last waiter it woke (the
+        # server's fan-out histogram); once per fan-out, never per waiter.
+        self.on_fanout: Callable[[float], None] | None = None
+        self._pending_since = 0.0
 
     # -- configuration -------------------------------------------------------------
 
@@ -199,6 +206,8 @@ class Hub:
                 if history is None:
                     history = self._history[event.channel] = deque(maxlen=self._history_len)
                 history.append(event)
+            if not self._pending:
+                self._pending_since = time.perf_counter()
             self._pending.append(event)
             scheduler = self._scheduler
             if scheduler is not None:
@@ -214,6 +223,7 @@ class Hub:
         """Match pending events to waiters under the lock, then wake them outside it."""
         with self._lock:
             self._dispatch_scheduled = False
+            since = self._pending_since
             pending, self._pending = self._pending, []
             if not pending:
                 return
@@ -227,7 +237,7 @@ class Hub:
         if hand_out:
             self._follow_slice()
         if ready:
-            self._wake_slice(ready, 0)
+            self._wake_slice(ready, 0, since)
 
     def _match_followers(self, by_channel: dict[str, list[Event]],
                          memo: dict[Any, Any]) -> list[_FollowJob]:
@@ -291,32 +301,37 @@ class Hub:
         jobs = self._follow_jobs
         deadline = (None if self._scheduler is None
                     else time.perf_counter() + FAN_OUT_SLICE_SECONDS)
-        while True:
-            with self._lock:
-                if not jobs:
-                    self._following_out = False
-                    return
-                job = jobs[0]
-            followers, delivery, index = job
-            count = len(followers)
-            while index < count:
-                deliver = followers[index].deliver
-                index += 1
-                if deliver is not None:
-                    try:
-                        deliver(delivery)
-                    except Exception:
-                        log.exception("error delivering to an event stream")
-                if deadline is not None and not index & 63 \
-                        and time.perf_counter() >= deadline and index < count:
-                    job[2] = index
+        handed = 0  # batches with events handed over (delivered_total)
+        try:
+            while True:
+                with self._lock:
+                    if not jobs:
+                        self._following_out = False
+                        return
+                    job = jobs[0]
+                followers, delivery, index = job
+                count = len(followers)
+                while index < count:
+                    deliver = followers[index].deliver
+                    index += 1
+                    if deliver is not None:
+                        handed += delivery is not None
+                        try:
+                            deliver(delivery)
+                        except Exception:
+                            log.exception("error delivering to an event stream")
+                    if deadline is not None and not index & 63 \
+                            and time.perf_counter() >= deadline and index < count:
+                        job[2] = index
+                        self._continue_follow()
+                        return
+                with self._lock:
+                    jobs.popleft()
+                if deadline is not None and time.perf_counter() >= deadline:
                     self._continue_follow()
                     return
-            with self._lock:
-                jobs.popleft()
-            if deadline is not None and time.perf_counter() >= deadline:
-                self._continue_follow()
-                return
+        finally:
+            self.delivered_total += handed
 
     def _continue_follow(self) -> None:
         after_io = self._after_io
@@ -362,7 +377,8 @@ class Hub:
             ready.append((watch, delivery))
         return ready
 
-    def _wake_slice(self, ready: list[tuple[Watch, Delivery]], start: int) -> None:
+    def _wake_slice(self, ready: list[tuple[Watch, Delivery]], start: int,
+                    since: float = 0.0) -> None:
         """Wake waiters a slice per loop turn: the first answers are written while
         the rest are still being rendered, and other requests are not starved.
 
@@ -377,22 +393,28 @@ class Hub:
             stop = min(total, start + FAN_OUT_SLICE)
             deadline = time.perf_counter() + FAN_OUT_SLICE_SECONDS
         index = start
+        woken = 0
         try:
             while index < stop:
                 watch, delivery = ready[index]
                 index += 1
                 wake, watch.wake = watch.wake, None
                 if wake is not None:  # None: cancelled while waiting for its slice
+                    woken += 1
                     wake(delivery)
                     if deadline is not None and time.perf_counter() >= deadline:
                         break
         finally:  # even if a wake-up raised: the others are still woken
+            if since:
+                self.delivered_total += woken
             if index < total:
                 after_io = self._after_io
                 if after_io is None:  # no scheduler (any more): finish now
-                    self._wake_slice(ready, index)
+                    self._wake_slice(ready, index, since)
                 else:
-                    after_io(lambda: self._wake_slice(ready, index))
+                    after_io(lambda: self._wake_slice(ready, index, since))
+            elif since and self.on_fanout is not None:
+                self.on_fanout(time.perf_counter() - since)
 
     # -- waiting -------------------------------------------------------------------
 

@@ -26,6 +26,16 @@ def option(default: Any, help: str, *, minimum: float | None = None,
         "help": help, "minimum": minimum, "parse": parse, "shown": shown})
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(text: str) -> str:
+    word = text.strip().lower()
+    if word not in LOG_FORMATS:
+        raise ValueError(f"not a log format: {text!r} (use text or json)")
+    return word
+
+
 def _addresses(text: str | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(text, tuple):
         return text
@@ -78,13 +88,20 @@ class ServerConfig:
                                    "heartbeat (its loop blocked) before the master kills "
                                    "and replaces it", minimum=1)
     stats_path: str = option("/_comet/stats", "path of the JSON stats ('' disables them)")
-    stats_public: bool = option(False, "answer stats to any client, not only loopback ones")
+    stats_public: bool = option(False, "answer stats and metrics to any client, not only "
+                                "loopback ones")
+    metrics_path: str = option("/metrics", "path of the Prometheus metrics of every worker "
+                               "('' disables metrics and the loop-lag probe)")
     access_log: bool = option(True, "log a line per response (client, request, status, "
                               "bytes, time, parked time, whether it was delivered)")
+    log_format: str = option("text", "log lines as text, or json (one object per line, "
+                             "the access fields named)", parse=_log_format)
     ready_fd: int = option(0, "write the bound port and a newline to this inherited file "
                            "descriptor once listening, then close it (for supervisors and "
                            "tests; 0: none)", minimum=0)
     multiprocess: bool = field(default=False, metadata={})  # set by --workers, not a flag
+    # Where pre-fork workers leave their metrics snapshots (made by the runner).
+    metrics_dir: str = field(default="", metadata={})
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -97,6 +114,7 @@ class ServerConfig:
             raise ValueError("--max-body-bytes-total must hold at least one body "
                              "(--max-body-size)")
         object.__setattr__(self, "forwarded_allow_ips", _addresses(self.forwarded_allow_ips))
+        object.__setattr__(self, "log_format", _log_format(self.log_format))
         for address in self.forwarded_allow_ips:
             try:
                 ipaddress.ip_address(address)

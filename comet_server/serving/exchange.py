@@ -77,7 +77,8 @@ class Exchange:
                  client: str) -> None:
         self.server = server
         self.conn = conn
-        self.response = Responder(conn, request, client, log_enabled=server.access_log)
+        self.response = Responder(conn, request, client, log_enabled=server.access_log,
+                                  observer=server.metrics)
         self.result: Any = None
         self.driver: CoroutineDriver | None = None
         self.pending: list[bytes] = []

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from comet_server.serving.config import ServerConfig
 from comet_server.serving.heartbeat import Heartbeat, set_parent_death_signal
+from comet_server.serving.metrics import SnapshotStore
 
 # What a worker runs after the fork: serve the shared socket until drained, calling
 # ``on_start(server)`` once its server exists (the heartbeat starts there).
@@ -176,6 +177,8 @@ class Supervisor:
             if worker is None:
                 continue
             self._close_beat(worker)
+            if self.config.metrics_dir:  # its numbers leave the scrapes
+                SnapshotStore.forget(self.config.metrics_dir, pid)
             if self.stopping or worker.retiring:
                 continue
             code = os.waitstatus_to_exitcode(status)

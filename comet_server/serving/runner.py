@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from comet_server import settings
 from comet_server.push.hub import Hub, set_hub
 from comet_server.serving.config import ServerConfig
+from comet_server.serving.logs import use_json_logs
+from comet_server.serving.metrics import sum_snapshots
 from comet_server.serving.prefork import Supervisor
 from comet_server.serving.server import CometServer, WSGIApp, listen, raise_fd_limit
 
@@ -20,6 +26,8 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
           before_fork: Callable[[], None] | None = None) -> None:
     """Listen on host:port and serve ``app`` until SIGTERM/SIGINT."""
     raise_fd_limit()
+    if config.log_format == "json":
+        use_json_logs()
     sock = listen(host, port)
     bound_port = sock.getsockname()[1]
     if config.ready_fd:
@@ -28,8 +36,15 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
         def serve_worker(sock: socket.socket, on_start: Callable[[CometServer], None]) -> None:
             serve_socket(app, sock, config=config, hub=make_hub(), on_start=on_start)
 
-        Supervisor(serve_worker, sock, config=config, workers=workers,
-                   before_fork=before_fork).run(announce)
+        # The workers' metrics snapshots meet here (see serving.metrics).
+        metrics_dir = tempfile.mkdtemp(prefix="comet-metrics-") if config.metrics_path else ""
+        config = dataclasses.replace(config, metrics_dir=metrics_dir)
+        try:
+            Supervisor(serve_worker, sock, config=config, workers=workers,
+                       before_fork=before_fork).run(announce)
+        finally:
+            if metrics_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
         return
     if announce is not None:
         announce(bound_port)
@@ -77,6 +92,18 @@ def serve_socket(app: WSGIApp, sock: socket.socket, *, config: ServerConfig, hub
             handle_signals=threading.current_thread() is threading.main_thread())
     finally:
         _running.remove(server)
+
+
+def worker_metrics() -> dict[str, Any] | None:
+    """Every worker's metrics snapshot and their sum, as the server of this process
+    sees them (``{"workers": [...], "total": {...}}``); None when no comet server runs
+    here (runserver, gunicorn, tests) or metrics are off."""
+    for server in list(_running):
+        if server.metrics is not None:
+            workers = sorted(server.worker_snapshots(), key=lambda s: s["worker"])
+            return {"workers": workers, "total": sum_snapshots(workers),
+                    "answered_by": server.pid}
+    return None
 
 
 def request_shutdown() -> None:

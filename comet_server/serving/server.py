@@ -5,6 +5,9 @@ Wiring only: the ``Acceptor`` takes connections within their caps, each
 request becomes an ``Exchange`` that drives the application's response, parking it
 without a thread when it waits.  Also the JSON stats, and the drain: on SIGTERM stop
 accepting, answer every parked request, end every stream, then leave.
+The operator's endpoints are answered here, before the application: the JSON stats,
+the Prometheus metrics (``metrics``), and the health checks ``/_comet/live`` and
+``/_comet/ready`` for load balancers.
 Knows nothing of Django or chat.
 """
 
@@ -13,11 +16,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import random
 import resource
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from comet_server.loop import EventLoop
@@ -29,12 +34,22 @@ from comet_server.push.hub import Hub
 from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents
 from comet_server.serving.config import ServerConfig
 from comet_server.serving.exchange import Exchange, Phase, WSGIApp
+from comet_server.serving.metrics import (
+    STATUS_CLASSES,
+    LagProbe,
+    ServerMetrics,
+    SnapshotStore,
+    exposition,
+    process_figures,
+)
 
 log = logging.getLogger("comet_server.serving.server")
 access_log = logging.getLogger("comet_server.access")
 
 DRAIN_BUDGET = 0.02  # seconds of answering parked requests per loop turn when draining
 FD_RESERVE_FRACTION = 8  # 1/8 of the descriptors stay for the database, broker, files
+LIVE_PATH = b"/_comet/live"
+READY_PATH = b"/_comet/ready"
 
 __all__ = ["CometServer", "WSGIApp", "listen", "default_max_connections"]
 
@@ -90,7 +105,7 @@ class CometServer:
         self.forwarded_allow = frozenset(cfg.forwarded_allow_ips)
         self.max_per_client = cfg.max_connections_per_client
         self.proxied: dict[str, int] = {}
-        self._stats_path = (cfg.stats_path or "").encode()
+        self.pid = os.getpid()
         self._empty_delivery: Delivery | None = None
         self._base_environ = base_environ(server=self.server_address,
                                           multiprocess=cfg.multiprocess)
@@ -100,6 +115,23 @@ class CometServer:
                                  max_per_client=cfg.max_connections_per_client,
                                  proxies=frozenset(cfg.forwarded_allow_ips))
         hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
+        # Metrics: four numbers a response on the request path, folded when read.
+        self.metrics: ServerMetrics | None = None
+        self.store = SnapshotStore(cfg.metrics_dir) if cfg.metrics_dir else None
+        self.lag_probe: LagProbe | None = None
+        if cfg.metrics_path:
+            self.metrics = ServerMetrics()
+            hub.on_fanout = self.metrics.fanout_seconds.observe
+            self.lag_probe = LagProbe(self.loop, self.metrics,
+                                      self._write_snapshot if self.store else None)
+            self.lag_probe.start()
+        # The operator's paths, answered before the application.
+        self._internal: dict[bytes, Callable[[Exchange, str], None]] = {
+            LIVE_PATH: self._answer_live, READY_PATH: self._answer_ready}
+        if cfg.stats_path:
+            self._internal[cfg.stats_path.encode()] = self._answer_stats
+        if cfg.metrics_path:
+            self._internal[cfg.metrics_path.encode()] = self._answer_metrics
 
     # -- connections (connection.ConnectionOwner) -----------------------------------
 
@@ -135,8 +167,9 @@ class CometServer:
                 return
             self.proxied[remote[0]] = self.proxied.get(remote[0], 0) + 1
             exchange.counted = True
-        if self._stats_path and request.target.partition(b"?")[0] == self._stats_path:
-            self._answer_stats(exchange, remote[0])
+        internal = self._internal.get(request.target.partition(b"?")[0])
+        if internal is not None:
+            internal(exchange, remote[0])
             return
         body = request.body
         environ = build_environ(
@@ -215,15 +248,103 @@ class CometServer:
             "stopping": self.stopping,
         }
 
-    def _answer_stats(self, exchange: Exchange, peer: str) -> None:
-        if not self.config.stats_public and not _is_loopback(peer):
-            exchange.start_response("403 Forbidden", [("Content-Type", "text/plain")])
-            exchange.pending.append(b"stats are for loopback clients only\n")
-        else:
-            exchange.start_response("200 OK", [("Content-Type", "application/json"),
-                                               ("Cache-Control", "no-store")])
-            exchange.pending.append(json.dumps(self.stats()).encode())
+    def snapshot(self) -> dict[str, Any]:
+        """This process's numbers for the metrics (plain JSON: it also goes to the
+        snapshot file other workers read)."""
+        metrics = self.metrics
+        assert metrics is not None
+        metrics.fold()
+        acceptor = self.acceptor
+        broker = self.hub.broker
+        by_class = metrics.responses_by_class
+        snap: dict[str, Any] = {
+            "worker": self.pid,
+            "time": time.time(),
+            "connections": len(self.connections),
+            "accepted_total": acceptor.accepted_total,
+            "requests_total": self.requests_total,
+            "parked": self.parked,
+            "streaming": self.streaming,
+            "event_streams": self.following,
+            "event_streams_cut_slow": self.slow_streams,
+            "waiters": self.hub.waiting(),
+            "published_total": self.hub.published_total,
+            "delivered_total": self.hub.delivered_total,
+            "bytes_written": metrics.bytes_written,
+            "accepting": int(not acceptor.paused and not acceptor.closed),
+            "stopping": int(self.stopping),
+            "body_bytes_held": self.body_bytes,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "cap_hits": dict(acceptor.hits),
+            "refused_total": {str(k): v for k, v in sorted(self.refused_total.items())},
+            "responses": {label: by_class[i] for i, label in enumerate(STATUS_CLASSES, 1)},
+            "not_delivered": metrics.not_delivered,
+            "request_seconds": metrics.request_seconds.to_json(),
+            "parked_seconds": metrics.parked_seconds.to_json(),
+            "fanout_seconds": metrics.fanout_seconds.to_json(),
+            "loop_lag_seconds": metrics.loop_lag_seconds.to_json(),
+            "loop_lag_last_s": metrics.last_lag,
+            "broker": None if broker is None else {
+                "connected": bool(getattr(broker, "connected", True)),
+                "reconnects": int(getattr(broker, "reconnects", 0))},
+            **process_figures(),
+        }
+        return snap
+
+    def worker_snapshots(self) -> list[dict[str, Any]]:
+        """Every worker's snapshot: this one's now, the others' from their files."""
+        own = self.snapshot()
+        return [own, *(self.store.others(self.pid) if self.store else ())]
+
+    def _write_snapshot(self) -> None:
+        if self.store is not None:
+            self.store.write(self.snapshot())
+
+    def readiness(self) -> list[str]:
+        """Why this process should get no new traffic (empty: ready)."""
+        reasons = []
+        if self.stopping:
+            reasons.append("draining")
+        elif self.acceptor.paused:
+            reasons.append("at the connection cap")
+        broker = self.hub.broker
+        if broker is not None and not getattr(broker, "connected", True):
+            reasons.append("broker not connected")
+        return reasons
+
+    def _answer(self, exchange: Exchange, status: str, body: bytes,
+                content_type: str = "application/json") -> None:
+        exchange.start_response(status, [("Content-Type", content_type),
+                                         ("Cache-Control", "no-store")])
+        exchange.pending.append(body)
         exchange.finish()
+
+    def _private(self, exchange: Exchange, peer: str) -> bool:
+        """Refuse operational data to remote clients unless --stats-public."""
+        if self.config.stats_public or _is_loopback(peer):
+            return False
+        self._answer(exchange, "403 Forbidden", b"for loopback clients only\n", "text/plain")
+        return True
+
+    def _answer_stats(self, exchange: Exchange, peer: str) -> None:
+        if not self._private(exchange, peer):
+            self._answer(exchange, "200 OK", json.dumps(self.stats()).encode())
+
+    def _answer_metrics(self, exchange: Exchange, peer: str) -> None:
+        if not self._private(exchange, peer):
+            body, content_type = exposition(self.worker_snapshots)
+            self._answer(exchange, "200 OK", body, content_type)
+
+    def _answer_live(self, exchange: Exchange, peer: str) -> None:
+        """Answered from the loop: that it answers at all says the loop turns."""
+        lag = self.metrics.last_lag if self.metrics is not None else None
+        self._answer(exchange, "200 OK", json.dumps({"live": True, "loop_lag_s": lag}).encode())
+
+    def _answer_ready(self, exchange: Exchange, peer: str) -> None:
+        reasons = self.readiness()
+        status = "503 Service Unavailable" if reasons else "200 OK"
+        self._answer(exchange, status,
+                     json.dumps({"ready": not reasons, "reasons": reasons}).encode())
 
     # -- running and draining -------------------------------------------------------
 
@@ -237,6 +358,9 @@ class CometServer:
         try:
             self.loop.run()
         finally:
+            if self.lag_probe is not None:
+                self.lag_probe.stop()
+            self.hub.on_fanout = None
             self.hub.set_scheduler(None)
             self.acceptor.close()
             for conn in list(self.connections):

@@ -1,0 +1,70 @@
+"""A live status page for staff: the comet server's numbers per worker and in total,
+with charts the browser draws from the JSON feed (the same snapshots /metrics
+exposes, so both show the same totals).
+
+Staff only: a visitor who is not logged in is sent to ``settings.LOGIN_URL``; a
+logged-in user who is not staff gets 403 (sending them to the login again would loop:
+the login sends a logged-in user straight back).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+import comet_server
+
+View = Callable[[HttpRequest], HttpResponse]
+
+
+def staff_only(view: View) -> View:
+    @wraps(view)
+    def guarded(request: HttpRequest) -> HttpResponse:
+        user = request.user
+        if user.is_active and user.is_staff:
+            return view(request)
+        if user.is_authenticated:
+            raise PermissionDenied("the server status is for staff")
+        return redirect_to_login(request.get_full_path())
+
+    return guarded
+
+# What the feed sends of each snapshot (the page needs no more).
+FIELDS = ("worker", "connections", "accepted_total", "requests_total", "parked", "streaming",
+          "event_streams", "waiters", "published_total", "delivered_total", "responses",
+          "not_delivered", "bytes_written", "accepting", "stopping", "cap_hits", "rss_bytes",
+          "open_fds", "uptime_s", "loop_lag_last_s", "loop_lag_seconds", "fanout_seconds",
+          "broker")
+
+
+def _slim(snapshot: dict[str, Any]) -> dict[str, Any]:
+    return {key: snapshot[key] for key in FIELDS if key in snapshot}
+
+
+@never_cache
+@staff_only
+def page(request: HttpRequest) -> HttpResponse:
+    return render(request, "status/status.html")
+
+
+@never_cache
+@staff_only
+def feed(request: HttpRequest) -> JsonResponse:
+    metrics = comet_server.worker_metrics()
+    if metrics is None:
+        return JsonResponse({"running": False, "time": time.time()})
+    return JsonResponse({
+        "running": True,
+        "time": time.time(),
+        "answered_by": metrics["answered_by"],
+        "workers": [_slim(w) for w in metrics["workers"]],
+        "total": _slim(metrics["total"]) | {"workers": metrics["total"]["workers"]},
+    })
