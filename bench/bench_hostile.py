@@ -55,6 +55,7 @@ from bench._common import (
     _Pending,
     busy_note,
     comet_stats,
+    cpu_seconds,
     http_get,
     percentile,
     print_table,
@@ -232,12 +233,6 @@ def stats_or_none(port: int) -> dict | None:
         return comet_stats(port)
     except (OSError, BenchError, ValueError):
         return None
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def open_fds(pid: int) -> int:

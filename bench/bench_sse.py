@@ -50,6 +50,7 @@ from bench._common import (  # noqa: E402  (after the sys.path line)
     ServerError,
     ServerProcess,
     busy_note,
+    cpu_seconds,
     percentile,
     print_table,
     raise_fd_limit,
@@ -74,16 +75,9 @@ TARGET_KIB_PER_STREAM = 8.0
 # the server holds anything, and the server 1 MiB more: 80 messages of 64 KiB.
 SLOW_MESSAGE = 65536
 SLOW_MESSAGES = 80
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 _ID = re.compile(rb"id: (\d+)\n")  # a stream's resume points (plain and chat)
 _POLL_ID = {"plain": _ID, "chat": re.compile(rb'"id":(\d+)')}  # in a long-poll answer
 _LENGTH = re.compile(rb"content-length: (\d+)\r\n", re.IGNORECASE)
-
-
-def server_cpu(pid: int) -> float:
-    """Seconds of CPU (user + system) the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 # -- what is measured ---------------------------------------------------------------------
@@ -374,11 +368,11 @@ def wait_for(server: ServerProcess, key: str, value: int, timeout: float = 120) 
 def run_load(server: ServerProcess, clients: Clients, publisher: Publisher,
              messages: int) -> dict:
     """Closed loop: publish, wait until every connection has it, again."""
-    cpu0, t0 = server_cpu(server.pid), time.perf_counter()
+    cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
     for _ in range(messages):
         cursor, _ = publisher.publish()
         clients.wait_all(cursor)
-    seconds, cpu = time.perf_counter() - t0, server_cpu(server.pid) - cpu0
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds(server.pid) - cpu0
     deliveries = messages * clients.count
     return {"messages": messages, "seconds": seconds, "deliveries": deliveries,
             "deliveries_per_s": deliveries / seconds, "msgs_per_s": messages / seconds,
