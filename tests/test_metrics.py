@@ -161,7 +161,8 @@ def test_access_log_json_fields(start_server) -> None:
 
 
 def test_event_streams_are_counted(start_server) -> None:
-    """Open SSE streams show as event streams; each batch they get is a delivery."""
+    """Open SSE streams show as event streams; each batch they get is a delivery, and
+    each batch written to all of them a fan-out."""
     server = start_server()
     channel = f"sse-{uuid.uuid4().hex[:6]}"
     before = scrape(server.port)
@@ -181,6 +182,9 @@ def test_event_streams_are_counted(start_server) -> None:
                                 - before.value("comet_deliveries_total") == n,
                                 message=f"batch {cursor} to each stream")
         assert after.value("comet_streams_open") >= 2
+        # Each batch written to every stream is one fan-out in the histogram.
+        assert after.value("comet_fanout_seconds_count") \
+            - before.value("comet_fanout_seconds_count") == 2
     finally:
         for sock in streams:
             sock.close()

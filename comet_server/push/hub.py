@@ -123,7 +123,8 @@ class Follower:
         self.deliver: Callable[[Delivery | None], None] | None = deliver
 
 
-# A batch for some followers: [followers, the delivery (None: lost), next index].
+# A batch for some followers: [followers, the delivery (None: lost), next index,
+# when its events arrived (0.0: not timed)].
 _FollowJob = list[Any]
 
 
@@ -232,6 +233,8 @@ class Hub:
                 by_channel.setdefault(event.channel, []).append(event)
             memo: dict[Any, Any] = {}
             jobs = self._match_followers(by_channel, memo) if self._followers else []
+            for job in jobs:
+                job.append(since)  # for the fan-out histogram once the batch is out
             hand_out = self._queue_follow(jobs) if jobs else False
             ready = self._match_pending(by_channel, memo)
         if hand_out:
@@ -309,7 +312,7 @@ class Hub:
                         self._following_out = False
                         return
                     job = jobs[0]
-                followers, delivery, index = job
+                followers, delivery, index, since = job
                 count = len(followers)
                 while index < count:
                     deliver = followers[index].deliver
@@ -327,6 +330,8 @@ class Hub:
                         return
                 with self._lock:
                     jobs.popleft()
+                if since and self.on_fanout is not None:
+                    self.on_fanout(time.perf_counter() - since)
                 if deadline is not None and time.perf_counter() >= deadline:
                     self._continue_follow()
                     return
@@ -529,7 +534,7 @@ class Hub:
                 self._drop_follower(follower)
             if not ready and not lost:
                 return
-            hand_out = self._queue_follow([[lost, None, 0]]) if lost else False
+            hand_out = self._queue_follow([[lost, None, 0, 0.0]]) if lost else False
         if hand_out:
             # Their streams end and their clients resume from the durable store.
             self.call_soon(self._follow_slice)

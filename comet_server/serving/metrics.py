@@ -252,7 +252,8 @@ HISTOGRAMS = (
     ("comet_request_duration_seconds", "From a request read to its last byte written.",
      "request_seconds"),
     ("comet_parked_seconds", "Time a response spent parked.", "parked_seconds"),
-    ("comet_fanout_seconds", "From an event's arrival to the last waiter it woke.",
+    ("comet_fanout_seconds", "From an event's arrival to the last waiter it woke (or the "
+     "last event stream it was written to).",
      "fanout_seconds"),
     ("comet_loop_lag_seconds", "How late a timer fires: the event loop's lag.",
      "loop_lag_seconds"),
