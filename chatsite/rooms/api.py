@@ -104,7 +104,7 @@ def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
     cursor = _after(request)
     if isinstance(cursor, JsonResponse):
         return cursor
-    after, _ = cursor
+    after, newest = cursor
     room = _room(request, slug)
     if room is None:
         return _no_room()
@@ -116,7 +116,9 @@ def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
         services.join(room, nick)
         if current_user(request) is None:
             names.keep_alive(request, nick)
-    pending = updates.messages_after(room.id, after)
+    # At the site's newest message (a page re-polling after an answer) nothing can be
+    # pending: no query.
+    pending = updates.messages_after(room.id, after) if after < newest else []
     changes = moderation.changes_after(room.id, changes_after)
     if pending or changes:
         body = updates.room_answer(room.id, after, pending, changes=changes)
