@@ -71,6 +71,7 @@ TARGET_CPU_US = 10.0  # server CPU per delivery
 TARGET_RATIO = 20.0  # streams against re-polling long-polls
 TARGET_LAST_MS = 150.0  # one message to all 10,000 streams
 TARGET_KIB_PER_STREAM = 8.0
+WINDOW = 8  # messages in flight in the second run (a busy room: batches coalesce)
 # The slow client: the kernel takes about 3 MiB for a socket that is not read before
 # the server holds anything, and the server 1 MiB more: 80 messages of 64 KiB.
 SLOW_MESSAGE = 65536
@@ -366,12 +367,15 @@ def wait_for(server: ServerProcess, key: str, value: int, timeout: float = 120) 
 
 
 def run_load(server: ServerProcess, clients: Clients, publisher: Publisher,
-             messages: int) -> dict:
-    """Closed loop: publish, wait until every connection has it, again."""
+             messages: int, window: int = 1) -> dict:
+    """Closed loop: publish, wait until every connection has the message ``window - 1``
+    before it (1: the one just published), again; then until all have the last."""
     cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+    cursor = 0
     for _ in range(messages):
         cursor, _ = publisher.publish()
-        clients.wait_all(cursor)
+        clients.wait_all(cursor - window + 1)
+    clients.wait_all(cursor)
     seconds, cpu = time.perf_counter() - t0, cpu_seconds(server.pid) - cpu0
     deliveries = messages * clients.count
     return {"messages": messages, "seconds": seconds, "deliveries": deliveries,
@@ -436,13 +440,14 @@ def bench_streams(target: Target, streams: int, messages: int, processes: int,
     rss0 = server.rss_kib()
     base = target.cursor()
     # Chat ids are message ids; the probes are the messages after the load's.
-    probe_ids = range(base + messages + 1, base + messages + probes + 1)
+    probe_ids = range(base + 2 * messages + 1, base + 2 * messages + probes + 1)
     clients, _ = target.clients("sse", streams, processes, probe_ids)
     publisher = target.publisher()
     try:
         wait_for(server, "event_streams", streams)
         rss1 = server.rss_kib()
         load = run_load(server, clients, publisher, messages)
+        windowed = run_load(server, clients, publisher, messages, WINDOW)
         sent = latencies(clients, publisher, probes)
         errors, arrivals = clients.results()
     finally:
@@ -450,7 +455,8 @@ def bench_streams(target: Target, streams: int, messages: int, processes: int,
         clients.close()
     server.wait_stats(lambda s: s["event_streams"] == 0, 60, message="streams closed",
                       interval=0.05)
-    return {"streams": streams, **load, "latency": spread(sent, arrivals),
+    return {"streams": streams, **load, "windowed": windowed,
+            "latency": spread(sent, arrivals),
             "errors": errors, "kib_per_stream": (rss1 - rss0) / streams}
 
 
@@ -565,6 +571,10 @@ def main() -> int:
             (f"{n:,} streams: server CPU per delivery", f"{r['cpu_us_per_delivery']:.2f} us",
              f"<= {TARGET_CPU_US:g} us", verdict(r["cpu_us_per_delivery"] <= TARGET_CPU_US)),
             (f"{n:,} streams: messages/s (closed loop)", f"{r['msgs_per_s']:,.1f}", "", ""),
+            (f"{n:,} streams, {WINDOW} messages in flight: deliveries/s",
+             f"{r['windowed']['deliveries_per_s']:,.0f}", "", ""),
+            ("  server CPU per delivery",
+             f"{r['windowed']['cpu_us_per_delivery']:.2f} us", "", ""),
             (f"{n:,} streams: lost, duplicated or reordered", f"{r['errors']}", "0",
              verdict(r["errors"] == 0)),
             (f"{n:,} streams: one message first/p50/p99/last",
@@ -585,7 +595,10 @@ def main() -> int:
         ("  lost, duplicated or reordered", f"{poll['errors']}", "0",
          verdict(poll["errors"] == 0)),
         (f"streams / long-polls at {counts[0]:,} (deliveries/s)", f"{ratio:.1f}x",
-         f">= {TARGET_RATIO:g}x", verdict(ratio >= TARGET_RATIO)),
+         # The target compares with the chat's long-poll (a Django request per answer);
+         # the bare server's long-poll costs far less.
+         f">= {TARGET_RATIO:g}x" if app is CHAT else "",
+         verdict(ratio >= TARGET_RATIO) if app is CHAT else ""),
     ]
     slow = results.get("slow")
     rows += [] if slow is None else [
