@@ -18,7 +18,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,21 +41,10 @@ from tests.helpers.http import (
     read_response,
 )
 from tests.helpers.proc import SERVER_ENV, ServerProcess, launch, runcomet_argv, wait_until
+from tests.test_server_longpoll import new_channel, publish
 
 RETRY_FRAME = b"retry: 3000\n\n"
 PING_FRAME = b": ping\n\n"
-
-
-def new_channel(prefix: str) -> str:
-    """A channel no other test uses (the shared server keeps history per channel)."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def publish(server: ServerProcess, channel: str, payload: object,
-            cursor: int | None = None) -> None:
-    query = f"?cursor={cursor}" if cursor is not None else ""
-    response = requests.post(server.url(f"/pub/{channel}{query}"), json=payload, timeout=10)
-    assert response.status_code == 200, response.text
 
 
 class RawStream:

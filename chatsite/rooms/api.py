@@ -108,9 +108,10 @@ def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
     room = _room(request, slug)
     if room is None:
         return _no_room()
-    changes_after = _changes_cursor(request, room)
-    if isinstance(changes_after, JsonResponse):
-        return changes_after
+    try:
+        changes_after = moderation.changes_cursor(request.GET.get("changes"), room.id)
+    except ValueError as exc:
+        return _error(f"changes: {exc}")
     nick = current_nick(request)
     if nick is not None:
         services.join(room, nick)
@@ -127,18 +128,6 @@ def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
                                  viewer=request.user.pk, changes_after=changes_after)
     return _no_store(wait_for_events(
         [room_channel(room.slug)], after=after, render=render, timeout=conf.poll_timeout()))
-
-
-def _changes_cursor(request: HttpRequest, room: Room) -> int | JsonResponse:
-    """``changes``: the newest moderation change id the page has; a client that does
-    not send it gets the changes made from now on (live deletions), not the past ones."""
-    value = request.GET.get("changes")
-    if value is None:
-        return moderation.latest_change_id(room.id)
-    try:
-        return parse_cursor(value)
-    except ValueError as exc:
-        return _error(f"changes: {exc}")
 
 
 @require_GET

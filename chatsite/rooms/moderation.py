@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from chatsite.rooms.channels import room_channel
 from chatsite.rooms.models import ChangeKind, Message, MessageChange, Room
-from chatsite.rooms.validation import clean_text
+from chatsite.rooms.validation import clean_text, parse_cursor
 from comet_server import publish
 
 RECENT = 50  # changes a wake-up reads once for all the pages of a room
@@ -73,6 +73,15 @@ def recent_changes(room_id: int) -> list[dict[str, Any]]:
     rows = list(MessageChange.objects.filter(room_id=room_id)
                 .select_related("message").order_by("-id")[:RECENT])
     return [c.as_json() for c in reversed(rows)]
+
+
+def changes_cursor(value: str | None, room_id: int) -> int:
+    """Where a page's moderation changes resume (its ``changes`` parameter); a page
+    that sends none gets the changes made from now on (live deletions), not the past
+    ones.  Raises ValueError for anything but a non-negative integer."""
+    if value is None:
+        return latest_change_id(room_id)
+    return parse_cursor(value)
 
 
 def latest_change_id(room_id: int) -> int:

@@ -54,18 +54,6 @@ def _cursor(request: HttpRequest) -> int | JsonResponse:
         return JsonResponse({"error": f"after: {exc}"}, status=400)
 
 
-def _changes_cursor(request: HttpRequest, room: Room) -> int | JsonResponse:
-    """``changes``: the newest moderation change the page has (as for the long-poll;
-    without it, only the changes made from now on)."""
-    value = request.GET.get("changes")
-    if value is None:
-        return moderation.latest_change_id(room.id)
-    try:
-        return parse_cursor(value)
-    except ValueError as exc:
-        return JsonResponse({"error": f"changes: {exc}"}, status=400)
-
-
 def _closed(room_id: int, nick: str | None) -> None:
     """``on_close`` of a room stream: this process frames for one stream fewer, and the
     nick's presence lapses after the presence window unless the page comes back."""
@@ -85,9 +73,10 @@ def room_events(request: HttpRequest, slug: str) -> HttpResponse:
     room = Room.objects.filter(slug=slug).first()
     if room is None or not access.can_see(room, request.user):
         return JsonResponse({"error": "No such room."}, status=404)
-    changes_after = _changes_cursor(request, room)
-    if isinstance(changes_after, JsonResponse):
-        return changes_after
+    try:
+        changes_after = moderation.changes_cursor(request.GET.get("changes"), room.id)
+    except ValueError as exc:
+        return JsonResponse({"error": f"changes: {exc}"}, status=400)
     channel = room_channel(room.slug)
     missed = updates.messages_after(room.id, after, limit=MAX_BATCH + 1)
     resync = len(missed) > MAX_BATCH
