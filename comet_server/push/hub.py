@@ -449,11 +449,7 @@ class Hub:
             ready = self.events_after(channels, after)
             if not ready:
                 watch.active = True
-                for channel in channels:
-                    waiters = self._waiters.get(channel)
-                    if waiters is None:
-                        waiters = self._waiters[channel] = set()
-                    waiters.add(watch)
+                _register(self._waiters, watch, channels)
                 return watch
         self.call_soon(lambda: self._wake_slice([(watch, Delivery(ready))], 0))
         return watch
@@ -472,12 +468,7 @@ class Hub:
 
     def _remove(self, watch: Watch) -> None:
         watch.active = False
-        for channel in watch.channels:
-            waiters = self._waiters.get(channel)
-            if waiters is not None:
-                waiters.discard(watch)
-                if not waiters:
-                    del self._waiters[channel]
+        _unregister(self._waiters, watch, watch.channels)
 
     def follow(self, channels: tuple[str, ...], after: int | None,
                deliver: Callable[[Delivery | None], None]) -> Follower:
@@ -486,11 +477,7 @@ class Hub:
         caller's to send first (``events_after``): follow from the last of them."""
         follower = Follower(channels, after, deliver)
         with self._lock:
-            for channel in channels:
-                followers = self._followers.get(channel)
-                if followers is None:
-                    followers = self._followers[channel] = set()
-                followers.add(follower)
+            _register(self._followers, follower, channels)
         return follower
 
     def unfollow(self, follower: Follower | None) -> None:
@@ -503,12 +490,7 @@ class Hub:
             self._drop_follower(follower)
 
     def _drop_follower(self, follower: Follower) -> None:
-        for channel in follower.channels:
-            followers = self._followers.get(channel)
-            if followers is not None:
-                followers.discard(follower)
-                if not followers:
-                    del self._followers[channel]
+        _unregister(self._followers, follower, follower.channels)
 
     def following(self) -> int:
         """How many followers (open event streams) there are."""
@@ -608,6 +590,25 @@ class Hub:
                         yield Delivery(events, delivery.memo)
         finally:
             self.unfollow(follower)
+
+
+def _register(table: dict[str, set[Any]], item: Any, channels: tuple[str, ...]) -> None:
+    """Add ``item`` to the set of each of ``channels`` in ``table``."""
+    for channel in channels:
+        members = table.get(channel)
+        if members is None:
+            members = table[channel] = set()
+        members.add(item)
+
+
+def _unregister(table: dict[str, set[Any]], item: Any, channels: tuple[str, ...]) -> None:
+    """Take ``item`` out of each channel's set; a channel left empty goes."""
+    for channel in channels:
+        members = table.get(channel)
+        if members is not None:
+            members.discard(item)
+            if not members:
+                del table[channel]
 
 
 _default_hub: Hub | None = None
