@@ -2,9 +2,10 @@
 
 ``publish`` records an event and wakes every waiter on its channel whose cursor is
 behind it (a long-poll: woken once), and hands it to every follower whose cursor is
-behind it (an event stream: every batch, in the order the events arrived).  Inside the comet server the wake-up runs on the event loop (the server
-installs a scheduler); elsewhere it runs at once on the publishing thread and wakes
-threads blocked in ``wait_blocking``.  A broker (Redis) may carry events between
+behind it (an event stream: every batch, in the order the events arrived).  Inside
+the comet server the wake-up runs on the event loop (the server installs a
+scheduler); elsewhere it runs at once on the publishing thread and wakes threads
+blocked in ``wait_blocking``.  A broker (Redis) may carry events between
 processes; it hands what it receives to ``deliver``.
 
 A large fan-out is woken in slices, one per loop turn: a slice ends after about
