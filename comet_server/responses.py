@@ -54,6 +54,7 @@ from comet_server.push.waits import (
     FollowEvents,
     Sleep,
     Status,
+    StreamEnd,
     WaitForEvents,
     frame_all,
     iterate_blocking,
@@ -401,7 +402,8 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
                  render: EventRenderer, replay: Iterable[Event] = (), resync: bool = False,
                  first: Iterable[ServerSentEvent] = (), retry: float = 3.0,
                  lifetime: float | None = None, heartbeat: float | None = None,
-                 on_close: Callable[[], object] | None = None) -> DeferredResponse:
+                 on_close: Callable[[StreamEnd | None], object] | None = None,
+                 ) -> DeferredResponse:
     """A Server-Sent Events stream (``text/event-stream``) of ``channels``.
 
     ``render(event)`` gives what an event becomes: a ``ServerSentEvent`` (data, event
@@ -432,8 +434,10 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     and ``--stream-lifetime``), when the server drains, or when events may have been
     lost (a broker reconnect); the browser then reconnects with ``Last-Event-ID``.
     A client that lets ``--max-stream-buffer`` bytes pile up unread is cut.
-    ``on_close()`` runs once when the stream ends, whatever ends it (the client
-    going away included): presence, say.
+    ``on_close(ended)`` runs once when the stream ends, whatever ends it: ``ended`` is
+    a ``StreamEnd`` when the server ended it (its lifetime, a drain, lost events: the
+    client comes back at once) and ``None`` when the client went away or was cut
+    (presence, say: a drain of thousands of streams need not write for each).
 
     Under any server other than runcomet the stream holds its thread while open.
     """
@@ -456,12 +460,13 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
 
     def stream(request: HttpRequest | None) -> CometCoroutine:
         del request  # not needed while streaming: let it be freed
+        ended: StreamEnd | None = None
         try:
             yield opening
-            yield follow
+            ended = yield follow
         finally:
             if on_close is not None:
-                on_close()
+                on_close(ended)
 
     response = DeferredResponse(stream, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-store"

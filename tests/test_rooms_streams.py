@@ -16,7 +16,7 @@ from chatsite.rooms import services, stream_frames, streams
 from chatsite.rooms.models import Message, Presence, Room
 from chatsite.rooms.stream_frames import Ledger, RoomFrames
 from chatsite.rooms.stream_presence import Leases
-from comet_server import Event
+from comet_server import Event, StreamEnd
 
 pytestmark = pytest.mark.django_db
 
@@ -213,6 +213,21 @@ def test_a_stream_holds_presence_for_its_lifetime_and_lets_it_lapse_after(room: 
     row = Presence.objects.get(room=room, nick="ann")
     assert start <= row.last_seen <= timezone.now()  # lapses after the window, no flapping
     assert leases.held() == 0
+
+
+def test_a_drained_stream_keeps_its_lease_and_writes_nothing(room: Room, monkeypatch) -> None:
+    """A drain ends thousands of streams at once and their pages reopen them elsewhere:
+    no presence write each; a page that went away (or whose stream ended for another
+    reason) gives its lease up as before."""
+    leases = Leases()
+    monkeypatch.setattr(streams, "leases", leases)
+    leases.take(room, "ann", 300)
+    leases.take(room, "bob", 300)
+    streams._closed(room.id, "ann", StreamEnd.DRAIN)
+    assert Presence.objects.get(room=room, nick="ann").last_seen \
+        > timezone.now() + timedelta(seconds=200)
+    streams._closed(room.id, "bob", None)
+    assert Presence.objects.get(room=room, nick="bob").last_seen <= timezone.now()
 
 
 def test_a_later_lease_is_not_cut_by_an_earlier_stream_closing(room: Room) -> None:

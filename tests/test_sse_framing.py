@@ -178,12 +178,12 @@ def render_payload(event: Event) -> ServerSentEvent | str | None:
 
 
 def test_the_opening_is_retry_first_resync_then_replay() -> None:
-    closed: list[bool] = []
+    closed: list[StreamEnd | None] = []
     response = event_stream(
         ["c", "d"], after=10, render=render_payload,
         replay=[Event("c", "r11", 11), Event("c", "sig"), Event("c", "r12", 12)],
         resync=True, first=[ServerSentEvent("snap", event="snapshot")], retry=2.5,
-        lifetime=60, heartbeat=5, on_close=lambda: closed.append(True))
+        lifetime=60, heartbeat=5, on_close=closed.append)
     assert response["Content-Type"].startswith("text/event-stream")
     assert response["Cache-Control"] == "no-store"
     assert response["X-Accel-Buffering"] == "no"
@@ -199,7 +199,7 @@ def test_the_opening_is_retry_first_resync_then_replay() -> None:
     assert closed == []
     with pytest.raises(StopIteration):
         coroutine.send(StreamEnd.LIFETIME)
-    assert closed == [True]
+    assert closed == [StreamEnd.LIFETIME]  # the server ended it: the client comes back
 
 
 @pytest.mark.parametrize(("after", "replay", "expected"), [
@@ -219,11 +219,11 @@ def test_the_stream_follows_from_the_last_replayed_cursor(after, replay, expecte
 
 
 def test_on_close_runs_once_when_the_client_goes_away() -> None:
-    closed: list[bool] = []
+    closed: list[StreamEnd | None] = []
     coroutine = event_stream("c", after=None, render=render_payload,
-                             on_close=lambda: closed.append(True)).comet_coroutine()
+                             on_close=closed.append).comet_coroutine()
     next(coroutine)
     next(coroutine)
     coroutine.close()  # what the server does when the connection drops
     coroutine.close()
-    assert closed == [True]
+    assert closed == [None]

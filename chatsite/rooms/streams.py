@@ -30,7 +30,7 @@ from chatsite.rooms.stream_frames import (
 )
 from chatsite.rooms.stream_presence import leases
 from chatsite.rooms.validation import check_cursor_known, parse_cursor
-from comet_server import ServerSentEvent, event_stream, last_event_id
+from comet_server import ServerSentEvent, StreamEnd, event_stream, last_event_id
 
 
 def stream_lifetime() -> float:
@@ -54,11 +54,14 @@ def _cursor(request: HttpRequest) -> int | JsonResponse:
         return JsonResponse({"error": f"after: {exc}"}, status=400)
 
 
-def _closed(room_id: int, nick: str | None) -> None:
+def _closed(room_id: int, nick: str | None, ended: StreamEnd | None) -> None:
     """``on_close`` of a room stream: this process frames for one stream fewer, and the
-    nick's presence lapses after the presence window unless the page comes back."""
+    nick's presence lapses after the presence window unless the page comes back.  Not
+    when the server drains: this process is going away, its pages reopen their
+    streams elsewhere at once (their leases stand), and a drain of thousands of
+    streams writes nothing."""
     ledger.closed(room_id)
-    if nick is not None:
+    if nick is not None and ended is not StreamEnd.DRAIN:
         leases.release(room_id, nick)
 
 
