@@ -36,6 +36,7 @@ object whose instances compare equal (a frozen dataclass), not a fresh lambda.
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import replace
 from http.cookies import SimpleCookie
@@ -401,6 +402,7 @@ RESYNC = ServerSentEvent("{}", event="resync")
 def event_stream(channels: str | Iterable[str], *, after: int | None,
                  render: EventRenderer, replay: Iterable[Event] = (), resync: bool = False,
                  first: Iterable[ServerSentEvent] = (), retry: float = 3.0,
+                 retry_spread: float = 0.0,
                  lifetime: float | None = None, heartbeat: float | None = None,
                  on_close: Callable[[StreamEnd | None], object] | None = None,
                  ) -> DeferredResponse:
@@ -428,7 +430,9 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     page needs at once, say; a client can also take the first event as proof that
     nothing in between buffers the stream).
 
-    The stream starts with ``retry:`` (seconds before the browser reconnects), pings
+    The stream starts with ``retry:`` (seconds before the browser reconnects; with
+    ``retry_spread`` s, each stream's is drawn from ``retry ± retry_spread × retry``,
+    so the pages of a drained process do not all come back in the same instant), pings
     (a comment line) after ``heartbeat`` seconds without a write and ends after
     ``lifetime`` seconds less up to 10% (``None``: the server's ``--stream-heartbeat``
     and ``--stream-lifetime``), when the server drains, or when events may have been
@@ -450,7 +454,10 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     replayed = list(replay)
     cursors = [e.cursor for e in replayed if e.cursor is not None]
     cursor = max(cursors + ([after] if after is not None else [])) if cursors else after
-    head = [retry_field(round(retry * 1000))]
+    if not 0 <= retry_spread < 1:
+        raise ValueError(f"retry_spread must be in [0, 1), got {retry_spread!r}")
+    spread = retry_spread * (2 * random.random() - 1) if retry_spread else 0.0
+    head = [retry_field(round(retry * (1 + spread) * 1000))]
     head.extend(event.encode() for event in first)
     if resync:
         head.append(RESYNC.encode())

@@ -218,6 +218,22 @@ def test_the_stream_follows_from_the_last_replayed_cursor(after, replay, expecte
     coroutine.close()
 
 
+def test_retry_spread_draws_each_streams_retry_around_the_mean() -> None:
+    """Streams opened with a spread do not all tell their browsers the same pause."""
+    def retry_ms() -> int:
+        coroutine = event_stream("c", after=None, render=render_payload, retry=3.0,
+                                 retry_spread=0.5).comet_coroutine()
+        opening = next(coroutine)
+        coroutine.close()
+        return int(opening.split(b"\n", 1)[0].removeprefix(b"retry: "))
+
+    drawn = {retry_ms() for _ in range(50)}
+    assert all(1500 <= ms <= 4500 for ms in drawn)
+    assert len(drawn) > 10
+    with pytest.raises(ValueError):
+        event_stream("c", after=None, render=render_payload, retry_spread=1.0)
+
+
 def test_on_close_runs_once_when_the_client_goes_away() -> None:
     closed: list[StreamEnd | None] = []
     coroutine = event_stream("c", after=None, render=render_payload,
