@@ -116,6 +116,11 @@ class RequestReader:
                 body_before = self.body_size
                 parser.feed_data(piece)
                 pos += len(piece)
+                if self.in_head and self.url and not self.headers \
+                        and _ends_without_version(piece, self.url[-1]):
+                    # "GET /" and a line end: HTTP/0.9, which llhttp would wait on
+                    # (for headers that never come) until the head deadline.
+                    raise ProtocolError(400, "Bad Request")
                 # Bytes llhttp buffers for us before a callback (a header still coming,
                 # a trailer) are bounded here, counting whole pieces that began inside
                 # the head or body (the piece a head starts in is not counted: the
@@ -221,8 +226,8 @@ class RequestReader:
         if version == (1, 1) and self.host_count != 1 or self.host_count > 1:
             raise ProtocolError(400, "Bad Request")
         target = b"".join(self.url)
-        if not (target[:1] == b"/" or target.startswith((b"http://", b"https://"))
-                or target == b"*"):
+        if not (target[:1] == b"/" or target == b"*"
+                or target.startswith((b"http://", b"https://")) and authority(target)):
             raise ProtocolError(400, "Bad Request")
         coding = self.transfer_encoding
         has_body = False
@@ -266,6 +271,22 @@ class RequestReader:
         self.url = []
         self.in_body = False
         self.wants_continue = False
+
+
+def _ends_without_version(piece: bytes, url_tail: bytes) -> bool:
+    """Whether the request line in ``piece`` ends right after its target (no version)."""
+    at = piece.find(url_tail)
+    end = at + len(url_tail)
+    return at >= 0 and piece[end:end + 1] in (b"\r", b"\n")
+
+
+def authority(target: bytes) -> bytes:
+    """The host (and port) of an absolute-form target, which RFC 9112 §3.2.2 puts
+    before any ``Host`` header; empty when there is none (a 400)."""
+    rest = target.partition(b"://")[2]
+    for stop in (b"/", b"?", b"#"):
+        rest = rest.partition(stop)[0]
+    return rest.rpartition(b"@")[2]
 
 
 # -- responses ----------------------------------------------------------------------

@@ -27,6 +27,8 @@ def option(default: Any, help: str, *, minimum: float | None = None,
 
 
 LOG_FORMATS = ("text", "json")
+# Connections one address may hold: a NAT of ~1000 tabs, a small part of the server.
+DEFAULT_PER_CLIENT = 2048
 
 
 def _log_format(text: str) -> str:
@@ -64,14 +66,19 @@ class ServerConfig:
     max_connections: int = option(0, "open connections per process; at the cap the "
                                   "listener pauses (0: the descriptor limit, raised to the "
                                   "hard limit at start, minus 1/8)", minimum=0)
-    max_connections_per_client: int = option(0, "open connections per client address, 503 "
-                                             "past it (0: no cap); behind a trusted proxy, "
-                                             "requests in flight per forwarded address",
-                                             minimum=0)
+    max_connections_per_client: int = option(
+        DEFAULT_PER_CLIENT, "open connections per client address, 503 past it (0: no cap; "
+        "never more than 3/4 of --max-connections); behind a trusted proxy, requests in "
+        "flight per forwarded address. The default serves a NAT of about a thousand "
+        "browser tabs (a stream or long-poll and a post each) and stops one address from "
+        "holding the server", minimum=0)
     forwarded_allow_ips: tuple[str, ...] = option((), "comma-separated proxy addresses "
-                                                  "whose X-Forwarded-For names the client "
-                                                  "(REMOTE_ADDR, the per-client cap)",
-                                                  parse=_addresses, shown="none")
+                                                  "whose X-Forwarded-For/-Proto (or "
+                                                  "Forwarded) name the client and scheme; "
+                                                  "from any other peer those headers are "
+                                                  "removed, and such a request is never a "
+                                                  "loopback one", parse=_addresses,
+                                                  shown="none")
     stream_lifetime: float = option(STREAM_LIFETIME, "seconds an event stream stays open "
                                     "(less up to 10%, so streams opened together do not "
                                     "end together); its client then reconnects and resumes, "
