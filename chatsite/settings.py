@@ -63,6 +63,7 @@ try:
     CHAT_RATE_ROOM_ADDRESS = env.str("CHAT_RATE_ROOM_ADDRESS", "5/300")
     CHAT_RATE_NAME_SESSION = env.str("CHAT_RATE_NAME_SESSION", "5/60")
     CHAT_RATE_TYPING_SESSION = env.str("CHAT_RATE_TYPING_SESSION", "60/60")
+    CHAT_RATE_TYPING_ADDRESS = env.str("CHAT_RATE_TYPING_ADDRESS", "120/10")
     CHAT_MAX_ROOMS_PER_USER = env.int("CHAT_MAX_ROOMS_PER_USER", 20)
     # The pages' event streams (chatsite/rooms/streams.py): how long one stays open
     # before the browser reconnects, and how long a page waits for its first event

@@ -36,6 +36,8 @@ RATES = {
     "room-address": ("CHAT_RATE_ROOM_ADDRESS", "5/300"),
     "name-session": ("CHAT_RATE_NAME_SESSION", "5/60"),
     "typing-session": ("CHAT_RATE_TYPING_SESSION", "60/60"),
+    # Many sessions from one address (a script) meet this; a NAT of people does not.
+    "typing-address": ("CHAT_RATE_TYPING_ADDRESS", "120/10"),
 }
 
 

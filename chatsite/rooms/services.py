@@ -42,9 +42,10 @@ def _announce_message(slug: str, data: dict[str, Any]) -> None:
 
 
 def signal_presence(room: Room) -> None:
-    """Wake the room's and the lobby's pollers: the list of people changed."""
-    publish(room_channel(room.slug), {"type": "presence"})
-    publish(LOBBY, {"type": "presence", "room": room.slug})
+    """Wake the room's and the lobby's pollers: the list of people changed.  A
+    signal that coalesces: long-polls get a window's presence changes together."""
+    publish(room_channel(room.slug), {"type": "presence"}, coalesce=True)
+    publish(LOBBY, {"type": "presence", "room": room.slug}, coalesce=True)
 
 
 def join(room: Room, nick: str) -> None:
@@ -102,10 +103,12 @@ def signal_typing(room: Room, nick: str) -> None:
     """Tell the room ``nick`` is typing (a signal: not replayed, not stored).
 
     Coalesced: a nick's repeats within ``TYPING_EVERY`` seconds publish nothing
-    (pages show a typist for 4 s and repeat every 2.5 s while typing).
+    (pages show a typist for 4 s and repeat every 2.5 s while typing), and the
+    room's long-polls get a signal window's typists together (runcomet
+    ``--signal-window``).
     """
     if typing_throttle.allow((room.pk, nick)):
-        publish(room_channel(room.slug), {"type": "typing", "nick": nick})
+        publish(room_channel(room.slug), {"type": "typing", "nick": nick}, coalesce=True)
 
 
 def announce_room(room: Room) -> None:

@@ -89,6 +89,12 @@ class ServerConfig:
     max_stream_buffer: int = option(1 << 20, "bytes an event stream may hold unread by its "
                                     "client; past it the stream is cut (the client resumes "
                                     "from its last event id)", minimum=1024, shown="1 MiB")
+    signal_window: float = option(2.0, "seconds a signal (typing, presence) may wait before "
+                                  "it wakes parked long-polls: the first wakes them at once, "
+                                  "the rest of the window's wake them once, together, at its "
+                                  "end; a message wakes them at once with the held signals "
+                                  "(event streams get every signal at once; 0: no waiting)",
+                                  minimum=0)
     shutdown_grace: float = option(5.0, "seconds a drain may take before the rest is "
                                    "closed", minimum=0)
     worker_timeout: float = option(30.0, "seconds a pre-fork worker may go without a "

@@ -114,6 +114,7 @@ class CometServer:
                                  max_per_client=self.max_per_client,
                                  proxies=frozenset(cfg.forwarded_allow_ips))
         hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
+        hub.set_signal_window(cfg.signal_window, self.loop.call_later)
         # Metrics: four numbers a response on the request path, folded when read.
         self.metrics: ServerMetrics | None = None
         self.store = SnapshotStore(cfg.metrics_dir) if cfg.metrics_dir else None
@@ -229,6 +230,7 @@ class CometServer:
             "body_bytes_held": self.body_bytes,
             "published_total": self.hub.published_total,
             "waiters": self.hub.waiting(),
+            "signal_windows_open": self.hub.signal_windows(),
             "caps": {
                 "max_connections": acceptor.max_connections,
                 "max_connections_per_client": acceptor.max_per_client,
@@ -238,6 +240,7 @@ class CometServer:
                 "head_timeout_s": self.head_timeout,
                 "keepalive_timeout_s": self.keepalive_timeout,
                 "max_stream_buffer": self.max_stream_buffer,
+                "signal_window_s": self.config.signal_window,
             },
             "cap_hits": dict(acceptor.hits),
             "accepting": not acceptor.paused and not acceptor.closed,
