@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from chatsite.rooms.conf import presence_seconds
 from chatsite.rooms.models import Presence, Room
+from chatsite.rooms.validation import name_key
 
 TOUCH_EVERY = 10.0  # seconds; must stay well below presence_seconds() - poll timeout
 
@@ -38,11 +39,11 @@ def leave(room: Room, nick: str) -> bool:
 
 
 def present_nicks(room_id: int) -> list[str]:
-    """The nicks present in a room, sorted."""
-    return list(
-        Presence.objects.filter(room_id=room_id, last_seen__gte=_cutoff())
-        .order_by("nick").values_list("nick", flat=True)
-    )
+    """The nicks present in a room, sorted as people read them ("bob" between "Ann"
+    and "Cat"; case-folded, whatever the database's collation)."""
+    nicks = Presence.objects.filter(room_id=room_id, last_seen__gte=_cutoff()) \
+        .values_list("nick", flat=True)
+    return sorted(nicks, key=lambda nick: (name_key(nick), nick))
 
 
 def present_counts() -> dict[int, int]:
