@@ -7,17 +7,19 @@ through Django.  After (the defaults) a room's signals wake its polls at most on
 signal window, and typing is limited per address too.  Both servers run in this one
 invocation, one after the other, on the same database and the same flood::
 
-    .venv/bin/python bench/bench_signals.py            # 500 polls, 20 typists over 2 s
+    .venv/bin/python bench/bench_signals.py            # 500 polls, 20 typists over 10 s
     .venv/bin/python bench/bench_signals.py --polls 500 --sessions 40 --seconds 2
 
 Printed per server: typing requests (and how many were refused 429), the long-poll
 answers they caused, and the server's CPU seconds from the flood's start until the
-polls are quiet again (every poll parked, no answer for half a second).
+polls are quiet again (every poll parked, no answer for half a second), and how long
+a message posted in the middle of the flood took to reach every one of the polls.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import select
 import socket
@@ -57,9 +59,13 @@ class RePollers:
     the poll sent again at once, as the pages do.  Runs on its own thread."""
 
     def __init__(self, port: int, count: int, path: str) -> None:
-        self.request = (f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").encode()
+        self.path = path
+        self.request = self._request(0)
         self.answers = 0
         self.last_answer = time.monotonic()
+        self.marker = ""  # answers with this message are counted, and the last one timed
+        self.marked = 0
+        self.marked_at = 0.0
         self.socks: dict[int, socket.socket] = {}
         self.bufs: dict[int, bytearray] = {}
         self.epoll = select.epoll()
@@ -73,6 +79,9 @@ class RePollers:
         self.stopping = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    def _request(self, after: int) -> bytes:
+        return f"GET {self.path}?after={after} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
 
     def _run(self) -> None:
         while not self.stopping:
@@ -94,10 +103,14 @@ class RePollers:
                     continue
                 if not buf.startswith(b"HTTP/1.1 200"):
                     raise BenchError(f"a long-poll got {bytes(buf[:100])!r}")
+                body = json.loads(bytes(buf[end + 4:end + 4 + length]))
+                if self.marker and any(m["text"] == self.marker for m in body["messages"]):
+                    self.marked += 1
+                    self.marked_at = time.monotonic()
                 del buf[:end + 4 + length]
                 self.answers += 1
                 self.last_answer = time.monotonic()
-                self.socks[fd].send(self.request)
+                self.socks[fd].send(self._request(body["cursor"]))  # as pages do
 
     def close(self) -> None:
         self.stopping = True
@@ -128,7 +141,9 @@ def measure(name: str, options: list[str], env: dict[str, str], args: argparse.N
     argv = runcomet_argv("--no-access-log", *options)
     with ServerProcess(argv, name=name, env=env) as server:
         sessions = [typist(server, f"{name}{i}") for i in range(args.sessions)]
-        polls = RePollers(server.port, args.polls, "/rooms/lobby/updates?after=0")
+        poster = typist(server, f"{name}-poster")
+        polls = RePollers(server.port, args.polls, "/rooms/lobby/updates")
+        polls.marker = f"mid-flood {name}"
         try:
             wait_parked(server, args.polls, 30)
             cpu0 = cpu_seconds(server.pid)
@@ -148,6 +163,12 @@ def measure(name: str, options: list[str], env: dict[str, str], args: argparse.N
                 for round_ in range(args.rounds) for i, session in enumerate(sessions)]
             for sender in senders:
                 sender.start()
+            # Mid-flood, someone posts: how long until every page has the message?
+            time.sleep(max(0.0, start + args.seconds / 2 - time.monotonic()))
+            posted_at = time.monotonic()
+            if poster.post(server.url("/rooms/lobby/messages"), timeout=60,
+                           data={"text": polls.marker}).status_code != 201:
+                raise BenchError("the mid-flood message was refused")
             for sender in senders:
                 sender.join()
             deadline = time.monotonic() + args.timeout
@@ -160,18 +181,22 @@ def measure(name: str, options: list[str], env: dict[str, str], args: argparse.N
                 raise BenchError(f"{name}: the polls were not quiet after {args.timeout}s")
             cpu = cpu_seconds(server.pid) - cpu0
             elapsed = time.monotonic() - start
+            if polls.marked < args.polls:
+                raise BenchError(f"{name}: {polls.marked} pages got the message")
+            delivery = polls.marked_at - posted_at
         finally:
             polls.close()
     return {"typing": len(statuses), "refused": statuses.count(429),
-            "answers": polls.answers - answers0, "cpu": cpu, "elapsed": elapsed}
+            "answers": polls.answers - answers0, "cpu": cpu, "elapsed": elapsed,
+            "delivery": delivery}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--polls", type=int, default=500)
-    parser.add_argument("--sessions", type=int, default=40, help="typists (one address)")
+    parser.add_argument("--sessions", type=int, default=20, help="typists (one address)")
     parser.add_argument("--rounds", type=int, default=1, help="typing requests per typist")
-    parser.add_argument("--seconds", type=float, default=4.0, help="the flood's length")
+    parser.add_argument("--seconds", type=float, default=10.0, help="the flood's length")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
     raise_fd_limit()
@@ -192,11 +217,11 @@ def main() -> None:
           f"one address over {args.seconds:g} s, {args.polls} parked long-polls of the room "
           "re-polling on each answer:\n")
     print(f"{'':8} {'typing':>7} {'429':>5} {'poll answers':>13} {'server CPU s':>13} "
-          f"{'CPU ms/typing':>14} {'until quiet s':>14}")
+          f"{'CPU ms/typing':>14} {'until quiet s':>14} {'message to all s':>17}")
     for name, r in results.items():
         print(f"{name:8} {r['typing']:>7} {r['refused']:>5} {r['answers']:>13} "
               f"{r['cpu']:>13.2f} {1000 * r['cpu'] / max(1, r['typing']):>14.1f} "
-              f"{r['elapsed']:>14.1f}")
+              f"{r['elapsed']:>14.1f} {r['delivery']:>17.2f}")
     before, after = results["before"], results["after"]
     print(f"\nserver CPU after/before: {after['cpu'] / max(before['cpu'], 1e-9):.3f}; "
           f"poll answers after/before: {after['answers'] / max(1, before['answers']):.3f}")
