@@ -116,10 +116,12 @@ class RequestReader:
                 body_before = self.body_size
                 parser.feed_data(piece)
                 pos += len(piece)
-                if self.in_head and self.url and not self.headers \
-                        and _ends_without_version(piece, self.url[-1]):
-                    # "GET /" and a line end: HTTP/0.9, which llhttp would wait on
-                    # (for headers that never come) until the head deadline.
+                if self.in_head and not self.queue and b"\n" in piece.lstrip(b"\r\n") \
+                        and parser.get_http_version() == "0.0":
+                    # A line ended in the head and still no version: "GET /" and a
+                    # line end is HTTP/0.9, which llhttp would wait on (for headers
+                    # that never come) until the head deadline.  (A valid request
+                    # line has its version parsed before its line end.)
                     raise ProtocolError(400, "Bad Request")
                 # Bytes llhttp buffers for us before a callback (a header still coming,
                 # a trailer) are bounded here, counting whole pieces that began inside
@@ -271,13 +273,6 @@ class RequestReader:
         self.url = []
         self.in_body = False
         self.wants_continue = False
-
-
-def _ends_without_version(piece: bytes, url_tail: bytes) -> bool:
-    """Whether the request line in ``piece`` ends right after its target (no version)."""
-    at = piece.find(url_tail)
-    end = at + len(url_tail)
-    return at >= 0 and piece[end:end + 1] in (b"\r", b"\n")
 
 
 def authority(target: bytes) -> bytes:
