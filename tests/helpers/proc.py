@@ -55,6 +55,8 @@ UNLIMITED_CHAT_ENV = {
     "CHAT_RATE_TYPING_SESSION": "1000000/1",
     "CHAT_GUEST_NAME_SECONDS": "0",
 }
+# The shared Redis of the tests (never restarted by them; channels are made unique).
+REDIS_URL = os.environ.get("COMET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # The test project of tests/serverapp (its /wait, /stream, /echo, /block views).
 SERVER_ENV = {"DJANGO_SETTINGS_MODULE": "tests.serverapp.settings"}
 
