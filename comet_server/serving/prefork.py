@@ -76,16 +76,16 @@ class Worker:
 
 
 class Supervisor:
-    """Fork and supervise ``workers`` processes, each running ``serve_worker`` on
-    ``sock`` (the runner decides what a worker builds: its hub, broker, server)."""
+    """Fork and supervise ``config.workers`` processes, each running ``serve_worker``
+    on ``sock`` (the runner decides what a worker builds: its hub, broker, server)."""
 
     def __init__(self, serve_worker: ServeWorker, sock: socket.socket, *,
-                 config: ServerConfig, workers: int,
+                 config: ServerConfig,
                  before_fork: Callable[[], None] | None = None) -> None:
         self.serve_worker = serve_worker
         self.sock = sock
         self.config = config
-        self.count = workers
+        self.count = config.workers
         self.timeout = config.worker_timeout
         self.before_fork = before_fork
         self.workers: dict[int, Worker] = {}
