@@ -65,7 +65,6 @@ class RedisBroker:
         self._backoff = 0.1
         self.connected = False
         self.reconnects = 0
-        self.received_total = 0
 
     # -- publishing (any process, any thread) ---------------------------------------
 
@@ -158,7 +157,6 @@ class RedisBroker:
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring a malformed event on %r", reply[2])
                 return
-            self.received_total += 1
             assert self._hub is not None
             self._hub.receive(event)
         elif kind == b"psubscribe":

@@ -97,6 +97,19 @@ def wsgi_app_argv(app: str, *options: str, host: str = HOST) -> list[str]:
     return [PYTHON, "-m", "comet_server", app, f"{host}:0", *options]
 
 
+def manage(*args: str, env: Mapping[str, str], timeout: float = 60.0
+           ) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py *args`` from the project root with ``env``; fail with its output
+    if it fails."""
+    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=dict(env),
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed ({done.returncode}):\n"
+                             f"{done.stdout}\n{done.stderr}")
+    return done
+
+
 _ANY_PORT = re.compile(r"^(\[[^\]]+\]|[\w.-]+):0$")  # the address argument "host:0"
 
 # -- waiting and processes ---------------------------------------------------------------------
