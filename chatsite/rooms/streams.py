@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from functools import partial
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from chatsite.rooms import access, moderation, names, presence, stream_frames, updates
 from chatsite.rooms.channels import LOBBY, room_channel
-from chatsite.rooms.conf import MAX_BATCH
+from chatsite.rooms.conf import MAX_BATCH, stream_lifetime
 from chatsite.rooms.identity import current_nick, current_user
 from chatsite.rooms.models import Room
 from chatsite.rooms.stream_frames import (
@@ -35,19 +34,6 @@ from comet_server import ServerSentEvent, StreamEnd, event_stream, last_event_id
 # Pages reconnect 1.5 to 4.5 s after their stream ends (3 s ± 50%): when a process
 # drains, or the broker reconnects, its thousands of pages do not all come back at once.
 RETRY_SPREAD = 0.5
-
-
-def stream_lifetime() -> float:
-    """Seconds a stream stays open before the browser reconnects and resumes
-    (``CHAT_STREAM_LIFETIME``, default 300); also the length of a presence lease."""
-    return float(getattr(settings, "CHAT_STREAM_LIFETIME", 300.0))
-
-
-def first_event_seconds() -> float:
-    """How long a page waits for its stream's first event before it falls back to the
-    long-poll (``CHAT_STREAM_FIRST_EVENT_SECONDS``, default 5): a proxy in between
-    buffers the stream."""
-    return float(getattr(settings, "CHAT_STREAM_FIRST_EVENT_SECONDS", 5.0))
 
 
 def _cursor(request: HttpRequest) -> int | JsonResponse:

@@ -13,7 +13,6 @@ from chatsite.rooms import (
     names,
     presence,
     services,
-    streams,
     updates,
 )
 from chatsite.rooms.forms import RoomForm
@@ -40,7 +39,7 @@ def lobby(request: HttpRequest) -> HttpResponse:
         "cursor": updates.latest_message_id(),
         "form": form,
         "poll_timeout": conf.poll_timeout(),
-        "first_event_ms": round(streams.first_event_seconds() * 1000),
+        "first_event_ms": round(conf.first_event_seconds() * 1000),
     }
     response = render(request, "rooms/lobby.html", context,
                       status=429 if limited else 400 if form.errors else 200)
@@ -75,7 +74,7 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
         "messages_flash": get_messages(request),  # "messages" is the chat's here
         "nick_error": nick_error,
         "poll_timeout": conf.poll_timeout(),
-        "first_event_ms": round(streams.first_event_seconds() * 1000),
+        "first_event_ms": round(conf.first_event_seconds() * 1000),
         "max_text": conf.MAX_TEXT,
     }
     return render(request, "rooms/room.html", context, status=status)
