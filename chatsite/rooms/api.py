@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chatsite.rooms import access, conf, limits, moderation, names, services, updates
-from chatsite.rooms.channels import LOBBY, room_channel
+from chatsite.rooms.events import LOBBY, room_channel
 from chatsite.rooms.identity import current_nick, current_user, remember_nick
 from chatsite.rooms.models import Room
 from chatsite.rooms.validation import (

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from chatsite.rooms.events import Signal
+
 
 class Room(models.Model):
     """A chat room; its slug names it in URLs and comet channels."""
@@ -80,10 +82,10 @@ class Message(models.Model):
 
 
 class ChangeKind(models.TextChoices):
-    """What a moderator did to a message."""
+    """What a moderator did to a message (the type of its signal, too)."""
 
-    DELETED = "deleted"
-    EDITED = "edited"
+    DELETED = Signal.DELETED.value
+    EDITED = Signal.EDITED.value
 
 
 class MessageChange(models.Model):

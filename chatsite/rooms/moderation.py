@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from chatsite.rooms.channels import room_channel
+from chatsite.rooms.events import room_channel
 from chatsite.rooms.models import ChangeKind, Message, MessageChange, Room
 from chatsite.rooms.validation import clean_text, parse_cursor
 from comet_server import publish

@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from chatsite.rooms import presence
-from chatsite.rooms.channels import LOBBY, room_channel
+from chatsite.rooms.events import LOBBY, Signal, room_channel
 from chatsite.rooms.models import Message, Room
 from chatsite.rooms.validation import clean_nick, clean_text
 from comet_server import publish
@@ -37,14 +37,14 @@ def post_message(room: Room, author: str, text: str,
 
 
 def _announce_message(slug: str, data: dict[str, Any]) -> None:
-    publish(room_channel(slug), {"type": "message", "message": data}, cursor=data["id"])
-    publish(LOBBY, {"type": "message", "room": slug}, cursor=data["id"])
+    publish(room_channel(slug), {"type": Signal.MESSAGE, "message": data}, cursor=data["id"])
+    publish(LOBBY, {"type": Signal.MESSAGE, "room": slug}, cursor=data["id"])
 
 
 def signal_presence(room: Room) -> None:
     """Wake the room's and the lobby's pollers: the list of people changed."""
-    publish(room_channel(room.slug), {"type": "presence"})
-    publish(LOBBY, {"type": "presence", "room": room.slug})
+    publish(room_channel(room.slug), {"type": Signal.PRESENCE})
+    publish(LOBBY, {"type": Signal.PRESENCE, "room": room.slug})
 
 
 def join(room: Room, nick: str) -> None:
@@ -105,10 +105,10 @@ def signal_typing(room: Room, nick: str) -> None:
     (pages show a typist for 4 s and repeat every 2.5 s while typing).
     """
     if typing_throttle.allow((room.pk, nick)):
-        publish(room_channel(room.slug), {"type": "typing", "nick": nick})
+        publish(room_channel(room.slug), {"type": Signal.TYPING, "nick": nick})
 
 
 def announce_room(room: Room) -> None:
     """Tell lobby pages a room was created, once the creation is committed."""
     transaction.on_commit(
-        partial(publish, LOBBY, {"type": "room", "room": room.slug}), robust=True)
+        partial(publish, LOBBY, {"type": Signal.ROOM, "room": room.slug}), robust=True)

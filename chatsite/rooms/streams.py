@@ -15,8 +15,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from chatsite.rooms import access, moderation, names, presence, stream_frames, updates
-from chatsite.rooms.channels import LOBBY, room_channel
 from chatsite.rooms.conf import MAX_BATCH, stream_lifetime
+from chatsite.rooms.events import LOBBY, Frame, room_channel
 from chatsite.rooms.identity import current_nick, current_user
 from chatsite.rooms.models import Room
 from chatsite.rooms.stream_frames import (
@@ -84,7 +84,7 @@ def room_events(request: HttpRequest, slug: str) -> HttpResponse:
             names.keep_alive(request, nick)  # a guest's name stays theirs
     ledger.opened(room.id, newest)
     first = [ServerSentEvent(dumps({"presence": presence.present_nicks(room.id),
-                                    "cursor": newest}), event="ready")]
+                                    "cursor": newest}), event=Frame.READY)]
     changes = moderation.changes_after(room.id, changes_after)
     if changes:
         first.append(changes_frame(changes))

@@ -19,8 +19,8 @@ from django.db.models import Count, Max
 from django.http import HttpResponse
 
 from chatsite.rooms import access, moderation, presence
-from chatsite.rooms.channels import CHANGE_TYPES
 from chatsite.rooms.conf import MAX_BATCH
+from chatsite.rooms.events import CHANGE_TYPES, Signal
 from chatsite.rooms.models import Message, Room
 from comet_server import Event
 
@@ -80,7 +80,8 @@ def _typing_nicks(events: list[Event]) -> set[str]:
     nicks = set()
     for event in events:
         payload = event.payload
-        if event.cursor is None and isinstance(payload, dict) and payload.get("type") == "typing":
+        if (event.cursor is None and isinstance(payload, dict)
+                and payload.get("type") == Signal.TYPING):
             nicks.add(str(payload.get("nick")))
     return nicks
 
