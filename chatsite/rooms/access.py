@@ -9,6 +9,7 @@ by ``updates.RoomUpdates`` (a membership event on the room's channel).
 from typing import Any
 
 from django.db.models import Q
+from django.http import Http404, HttpRequest
 
 from chatsite.rooms import conf
 from chatsite.rooms.models import Room
@@ -16,6 +17,16 @@ from chatsite.rooms.models import Room
 
 def _user_id(user: Any) -> int | None:
     return user.pk if user is not None and user.is_authenticated else None
+
+
+def room_or_404(request: HttpRequest, slug: str) -> Room:
+    """The room ``slug`` when the visitor may see it; else ``Http404``, the same for a
+    room that does not exist and one private to others (its existence does not leak).
+    Pages show Django's 404; the JSON views answer it as JSON (``api.json_404``)."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None or not can_see(room, request.user):
+        raise Http404("No such room.")
+    return room
 
 
 def can_see(room: Room, user: Any) -> bool:

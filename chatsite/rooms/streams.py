@@ -15,10 +15,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from chatsite.rooms import access, moderation, names, presence, stream_frames, updates
+from chatsite.rooms.api import json_404
 from chatsite.rooms.conf import MAX_BATCH, stream_lifetime
 from chatsite.rooms.events import LOBBY, Frame, room_channel
 from chatsite.rooms.identity import current_nick, current_user
-from chatsite.rooms.models import Room
 from chatsite.rooms.stream_frames import (
     LobbyFrames,
     RoomFrames,
@@ -56,6 +56,7 @@ def _closed(room_id: int, nick: str | None, ended: StreamEnd | None) -> None:
 
 
 @require_GET
+@json_404
 def room_events(request: HttpRequest, slug: str) -> HttpResponse:
     """``text/event-stream`` of a room: ``ready`` (and ``changes`` missed since
     ``?changes=``), then ``messages`` (with ids), ``changes``, ``presence``, ``typing``,
@@ -63,9 +64,7 @@ def room_events(request: HttpRequest, slug: str) -> HttpResponse:
     after = _cursor(request)
     if isinstance(after, JsonResponse):
         return after
-    room = Room.objects.filter(slug=slug).first()
-    if room is None or not access.can_see(room, request.user):
-        return JsonResponse({"error": "No such room."}, status=404)
+    room = access.room_or_404(request, slug)
     try:
         changes_after = moderation.changes_cursor(request.GET.get("changes"), room.id)
     except ValueError as exc:

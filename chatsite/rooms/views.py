@@ -1,8 +1,8 @@
 """The HTML pages: the room list (with the create form) and a room."""
 
 from django.contrib.messages import get_messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, render
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chatsite.rooms import (
@@ -80,24 +80,16 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
     return render(request, "rooms/room.html", context, status=status)
 
 
-def visible_room(request: HttpRequest, slug: str) -> Room:
-    """The room, or 404 when there is none or it is private to others."""
-    room_obj = get_object_or_404(Room, slug=slug)
-    if not access.can_see(room_obj, request.user):
-        raise Http404("No such room.")
-    return room_obj
-
-
 @require_http_methods(["GET", "HEAD"])
 def room(request: HttpRequest, slug: str) -> HttpResponse:
     """A room: the last messages, the people present, the message box."""
-    return _room_page(request, visible_room(request, slug))
+    return _room_page(request, access.room_or_404(request, slug))
 
 
 @require_POST
 def choose_nick(request: HttpRequest, slug: str) -> HttpResponse:
     """A guest's display name: reserved to the session (names.py), kept in it."""
-    room_obj = visible_room(request, slug)
+    room_obj = access.room_or_404(request, slug)
     if current_user(request) is not None:
         return HttpResponseRedirect(room_obj.get_absolute_url())  # users are their username
     if not access.guests_may_post(room_obj):
