@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chatsite.rooms import services, updates
+from chatsite.rooms import queries, services, updates
 from chatsite.rooms.models import Message, Room
 from comet_server import wait_for_events
 from comet_server.push.hub import Event, Hub
@@ -143,7 +143,7 @@ def rooms(db) -> tuple[Room, int, int]:
     Message.objects.bulk_create(Message(room=lobby, author="a", text=str(i)) for i in range(5))
     Message.objects.bulk_create(Message(room=other, author="b", text=str(i))
                                 for i in range(N + 5))
-    return lobby, updates.newest_message_id(lobby.id), updates.latest_message_id()
+    return lobby, queries.newest_message_id(lobby.id), queries.latest_message_id()
 
 
 def test_a_signal_to_a_thousand_distinct_cursors_costs_two_queries(fresh_hub, rooms):

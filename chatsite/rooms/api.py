@@ -10,7 +10,16 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chatsite.rooms import access, conf, limits, moderation, names, services, updates
+from chatsite.rooms import (
+    access,
+    conf,
+    limits,
+    moderation,
+    names,
+    queries,
+    services,
+    updates,
+)
 from chatsite.rooms.events import LOBBY, room_channel
 from chatsite.rooms.identity import current_nick, current_user, remember_nick
 from chatsite.rooms.models import Room
@@ -92,7 +101,7 @@ def _after(request: HttpRequest) -> tuple[int, int] | JsonResponse:
     the site; or a 400 when the cursor is not a message id or is above ``newest``."""
     try:
         after = parse_cursor(request.GET.get("after"))
-        newest = updates.latest_message_id()
+        newest = queries.latest_message_id()
         return check_cursor_known(after, newest), newest
     except ValueError as exc:
         return _error(f"after: {exc}")
@@ -123,7 +132,7 @@ def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
             names.keep_alive(request, nick)
     # At the site's newest message (a page re-polling after an answer) nothing can be
     # pending: no query.
-    pending = updates.messages_after(room.id, after) if after < newest else []
+    pending = queries.messages_after(room.id, after) if after < newest else []
     changes = moderation.changes_after(room.id, changes_after)
     if pending or changes:
         body = updates.room_answer(room.id, after, pending, changes=changes)

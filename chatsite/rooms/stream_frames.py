@@ -24,10 +24,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from chatsite.rooms import presence, updates
+from chatsite.rooms import presence, queries
 from chatsite.rooms.conf import MAX_BATCH
 from chatsite.rooms.events import CHANGE_TYPES, Frame, Signal
-from chatsite.rooms.models import Message, MessageChange
+from chatsite.rooms.models import MessageChange
 from comet_server import Event, ServerSentEvent
 
 RESYNC_DATA = "{}"  # the data of a resync event: the client reloads what it shows
@@ -36,13 +36,6 @@ FRAMES_KEPT = 2048  # message frames remembered for re-deliveries, in this proce
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def messages_between(room_id: int, low: int, high: int, limit: int) -> list[dict[str, Any]]:
-    """Messages of a room with ``low < id <= high``, oldest first, at most ``limit``."""
-    rows = (Message.objects.filter(room_id=room_id, id__gt=low, id__lte=high)
-            .order_by("id")[:limit])
-    return [m.as_json() for m in rows]
 
 
 class Ledger:
@@ -90,7 +83,7 @@ class Ledger:
                 # Late (streams past it skip it) or no stream here: its own message.
                 frame = _messages_frame([message] if message else [])
             else:
-                found = messages_between(room_id, entry[1], cursor, MAX_BATCH + 1)
+                found = queries.messages_between(room_id, entry[1], cursor, MAX_BATCH + 1)
                 entry[1] = cursor
                 frame = (ServerSentEvent(RESYNC_DATA, event=Frame.RESYNC) if len(found) > MAX_BATCH
                          else _messages_frame(found))
@@ -167,8 +160,8 @@ class RoomFrames:
 def lobby_snapshot(cursor: int = 0, viewer: int | None = None) -> ServerSentEvent:
     """``rooms``: the room list ``viewer`` may see, as the lobby long-poll answers it."""
     # The cursor is read before the counts: a message committed in between is counted.
-    latest = updates.latest_message_id()
-    return ServerSentEvent(dumps({"rooms": updates.lobby_rooms(viewer),
+    latest = queries.latest_message_id()
+    return ServerSentEvent(dumps({"rooms": queries.lobby_rooms(viewer),
                                   "cursor": max(latest, cursor)}), event=Frame.ROOMS)
 
 

@@ -14,7 +14,7 @@ from functools import partial
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
-from chatsite.rooms import access, moderation, names, presence, stream_frames, updates
+from chatsite.rooms import access, moderation, names, presence, queries, stream_frames
 from chatsite.rooms.api import json_404
 from chatsite.rooms.conf import MAX_BATCH, stream_lifetime
 from chatsite.rooms.events import LOBBY, Frame, room_channel
@@ -39,7 +39,7 @@ RETRY_SPREAD = 0.5
 def _cursor(request: HttpRequest) -> int | JsonResponse:
     try:
         after = parse_cursor(last_event_id(request))
-        return check_cursor_known(after, updates.latest_message_id())
+        return check_cursor_known(after, queries.latest_message_id())
     except ValueError as exc:
         return JsonResponse({"error": f"after: {exc}"}, status=400)
 
@@ -70,10 +70,10 @@ def room_events(request: HttpRequest, slug: str) -> HttpResponse:
     except ValueError as exc:
         return JsonResponse({"error": f"changes: {exc}"}, status=400)
     channel = room_channel(room.slug)
-    missed = updates.messages_after(room.id, after, limit=MAX_BATCH + 1)
+    missed = queries.messages_after(room.id, after, limit=MAX_BATCH + 1)
     resync = len(missed) > MAX_BATCH
     if resync:
-        after, missed = updates.newest_message_id(room.id), []
+        after, missed = queries.newest_message_id(room.id), []
     newest = max([after] + [m["id"] for m in missed])
     nick = current_nick(request)
     lifetime = stream_lifetime()
@@ -100,7 +100,7 @@ def lobby_events(request: HttpRequest) -> HttpResponse:
     after = _cursor(request)
     if isinstance(after, JsonResponse):
         return after
-    latest = updates.latest_message_id()
+    latest = queries.latest_message_id()
     viewer = request.user.pk if request.user.is_authenticated else None
     return event_stream([LOBBY], after=max(after, latest), render=LobbyFrames(viewer),
                         first=[lobby_snapshot(latest, viewer)], lifetime=stream_lifetime(),

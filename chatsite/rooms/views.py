@@ -12,8 +12,8 @@ from chatsite.rooms import (
     moderation,
     names,
     presence,
+    queries,
     services,
-    updates,
 )
 from chatsite.rooms.forms import RoomForm
 from chatsite.rooms.identity import current_nick, current_user, remember_nick
@@ -35,8 +35,8 @@ def lobby(request: HttpRequest) -> HttpResponse:
             services.announce_room(room)
             return HttpResponseRedirect(room.get_absolute_url())
     context = {
-        "rooms": updates.lobby_rooms(request.user.pk),
-        "cursor": updates.latest_message_id(),
+        "rooms": queries.lobby_rooms(request.user.pk),
+        "cursor": queries.latest_message_id(),
         "form": form,
         "poll_timeout": conf.poll_timeout(),
         "first_event_ms": round(conf.first_event_seconds() * 1000),
