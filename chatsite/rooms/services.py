@@ -41,22 +41,16 @@ def _announce_message(slug: str, data: dict[str, Any]) -> None:
     publish(LOBBY, {"type": Signal.MESSAGE, "room": slug}, cursor=data["id"])
 
 
-def signal_presence(room: Room) -> None:
-    """Wake the room's and the lobby's pollers: the list of people changed."""
-    publish(room_channel(room.slug), {"type": Signal.PRESENCE})
-    publish(LOBBY, {"type": Signal.PRESENCE, "room": room.slug})
-
-
 def join(room: Room, nick: str) -> None:
     """Refresh ``nick``'s presence (called on each poll); signal when it is new."""
     if presence.touch(room, nick):
-        signal_presence(room)
+        presence.signal(room)
 
 
 def leave(room: Room, nick: str) -> None:
     """``nick`` left the page; signal when it was present."""
     if presence.leave(room, nick):
-        signal_presence(room)
+        presence.signal(room)
 
 
 class Throttle:

@@ -27,7 +27,6 @@ from chatsite.rooms.stream_frames import (
     ledger,
     lobby_snapshot,
 )
-from chatsite.rooms.stream_presence import leases
 from chatsite.rooms.validation import check_cursor_known, parse_cursor
 from comet_server import ServerSentEvent, StreamEnd, event_stream, last_event_id
 
@@ -52,7 +51,7 @@ def _closed(room_id: int, nick: str | None, ended: StreamEnd | None) -> None:
     streams writes nothing."""
     ledger.closed(room_id)
     if nick is not None and ended is not StreamEnd.DRAIN:
-        leases.release(room_id, nick)
+        presence.leases.release(room_id, nick)
 
 
 @require_GET
@@ -78,7 +77,7 @@ def room_events(request: HttpRequest, slug: str) -> HttpResponse:
     nick = current_nick(request)
     lifetime = stream_lifetime()
     if nick is not None:
-        leases.take(room, nick, lifetime)
+        presence.leases.take(room, nick, lifetime)
         if current_user(request) is None:
             names.keep_alive(request, nick)  # a guest's name stays theirs
     ledger.opened(room.id, newest)
