@@ -6,10 +6,6 @@ while the message is inserted, so within a room ids are committed in id order
 therefore never skips a lower id that commits later.
 """
 
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
 
@@ -20,6 +16,7 @@ from chatsite.rooms import presence
 from chatsite.rooms.events import LOBBY, Signal, room_channel
 from chatsite.rooms.models import Message, Room
 from chatsite.rooms.validation import clean_nick, clean_text
+from chatsite.throttle import Throttle
 from comet_server import publish
 
 
@@ -51,41 +48,6 @@ def leave(room: Room, nick: str) -> None:
     """``nick`` left the page; signal when it was present."""
     if presence.leave(room, nick):
         presence.signal(room)
-
-
-class Throttle:
-    """Lets a key through at most once per ``every`` seconds, in this process.
-
-    Remembers when each key last went through, oldest first; keys older than ``every``
-    are forgotten as new ones arrive, and at most ``max_keys`` are kept (past that the
-    oldest is forgotten early: memory stays bounded whatever the traffic).
-    """
-
-    def __init__(self, every: float, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.every = every
-        self.max_keys = max_keys
-        self.clock = clock
-        self._last: OrderedDict[Hashable, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def allow(self, key: Hashable) -> bool:
-        """True when ``key`` may go through now (and remember that it did)."""
-        now = self.clock()
-        with self._lock:
-            last = self._last
-            while last:
-                oldest_key, oldest = next(iter(last.items()))
-                if now - oldest < self.every and len(last) < self.max_keys:
-                    break
-                del last[oldest_key]
-            if key in last:
-                return False
-            last[key] = now
-            return True
-
-    def __len__(self) -> int:
-        return len(self._last)
 
 
 TYPING_EVERY = 2.0  # seconds: at most one typing signal per (room, nick) per process
