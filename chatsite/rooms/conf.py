@@ -9,14 +9,17 @@ is the default below (a settings module that is not the chat's).  The table of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from environs import EnvError, validate
 
 if TYPE_CHECKING:
     from environs import Env
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,32 +99,19 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-def poll_timeout() -> float:
-    return float(value("CHAT_POLL_TIMEOUT"))
+def _reader(name: str, kind: Callable[[Any], T]) -> Callable[[], T]:
+    """A function that reads setting ``name`` (checked against the table) as ``kind``."""
+    spec = _BY_NAME[name]
+    return lambda: kind(value(spec.name))
 
 
-def presence_seconds() -> float:
-    return float(value("CHAT_PRESENCE_SECONDS"))
-
-
-def stream_lifetime() -> float:
-    return float(value("CHAT_STREAM_LIFETIME"))
-
-
-def first_event_seconds() -> float:
-    return float(value("CHAT_STREAM_FIRST_EVENT_SECONDS"))
-
-
-def guests_allowed() -> bool:
-    return bool(value("CHAT_GUESTS"))
-
-
-def guest_name_seconds() -> float:
-    return float(value("CHAT_GUEST_NAME_SECONDS"))
-
-
-def max_rooms_per_user() -> int:
-    return int(value("CHAT_MAX_ROOMS_PER_USER"))
+poll_timeout = _reader("CHAT_POLL_TIMEOUT", float)
+presence_seconds = _reader("CHAT_PRESENCE_SECONDS", float)
+stream_lifetime = _reader("CHAT_STREAM_LIFETIME", float)
+first_event_seconds = _reader("CHAT_STREAM_FIRST_EVENT_SECONDS", float)
+guests_allowed = _reader("CHAT_GUESTS", bool)
+guest_name_seconds = _reader("CHAT_GUEST_NAME_SECONDS", float)
+max_rooms_per_user = _reader("CHAT_MAX_ROOMS_PER_USER", int)
 
 
 # The rate limits by scope (see limits.py), each "COUNT/SECONDS".
