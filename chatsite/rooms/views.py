@@ -11,9 +11,9 @@ from chatsite.rooms import (
     limits,
     moderation,
     names,
+    page_settings,
     presence,
     services,
-    streams,
     updates,
 )
 from chatsite.rooms.forms import RoomForm
@@ -39,8 +39,7 @@ def lobby(request: HttpRequest) -> HttpResponse:
         "rooms": updates.lobby_rooms(request.user.pk),
         "cursor": updates.latest_message_id(),
         "form": form,
-        "poll_timeout": conf.poll_timeout(),
-        "first_event_ms": round(streams.first_event_seconds() * 1000),
+        "page_attrs": page_settings.live_attrs(),
     }
     response = render(request, "rooms/lobby.html", context,
                       status=429 if limited else 400 if form.errors else 200)
@@ -74,9 +73,9 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
         "next_path": room.get_absolute_url(),  # for login links, also under .../nick
         "messages_flash": get_messages(request),  # "messages" is the chat's here
         "nick_error": nick_error,
-        "poll_timeout": conf.poll_timeout(),
-        "first_event_ms": round(streams.first_event_seconds() * 1000),
+        "page_attrs": page_settings.room_attrs(),
         "max_text": conf.MAX_TEXT,
+        "max_nick": conf.MAX_NICK,
     }
     return render(request, "rooms/room.html", context, status=status)
 

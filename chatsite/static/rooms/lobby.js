@@ -1,5 +1,5 @@
 /* The room list: live message counts and people present, from /rooms/events
- * (or the /rooms/updates long-poll: see eventsource.js). */
+ * (or the /rooms/updates long-poll: see live.js). */
 (function ($) {
   "use strict";
   var $body = $("body");
@@ -37,21 +37,13 @@
     });
   }
 
-  var poller = window.chatTransport({
-    eventsUrl: $body.attr("data-events-url"),
-    firstEventMs: parseFloat($body.attr("data-first-event-ms")),
-    params: function () { return {after: cursor}; },
-    events: {rooms: update},
-    longPoll: {
-      url: $body.attr("data-updates-url"),
-      timeout: parseFloat($body.attr("data-poll-timeout")),
-      params: function () { return {after: cursor}; },
-      onData: update
+  window.chatLive({
+    urls: {sse: $body.attr("data-events-url"), longpoll: $body.attr("data-updates-url")},
+    after: cursor,
+    eventNames: ["rooms"],
+    onEvent: function (name, data) { update(data); },
+    decodePoll: function (answer) {
+      return {events: [["rooms", answer, null]], cursor: answer.cursor};
     }
-  });
-  poller.start();
-  $(window).on("pagehide", function () { poller.stop(); });
-  $(window).on("pageshow", function (event) {
-    if (event.originalEvent.persisted) { poller.start(); }
   });
 }(jQuery));
