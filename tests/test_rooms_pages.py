@@ -17,7 +17,7 @@ def test_lobby_lists_rooms_with_counts_and_the_create_form():
     html = Client().get("/").content.decode()
     assert 'id="nav-demo" href="/demo/page/"' in html
     assert '<ul id="rooms"' in html
-    item = re.search(r'<li class="room" data-slug="lobby">(.*?)</li>', html, re.S).group(1)
+    item = re.search(r'<li class="room" data-slug="lobby"[^>]*>(.*?)</li>', html, re.S).group(1)
     assert 'href="/rooms/lobby/"' in item
     assert '<span class="count">1</span>' in item
     assert '<span class="present">0</span>' in item

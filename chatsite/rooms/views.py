@@ -57,8 +57,12 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
     if nick is not None:
         services.join(room, nick)  # others see the newcomer before its first poll
     user = current_user(request)
+    rooms = updates.lobby_rooms(request.user.pk)  # the sidebar
     context = {
         "room": room,
+        "rooms": rooms,
+        "rooms_cursor": updates.latest_message_id(),
+        "room_count": next((r["count"] for r in rooms if r["slug"] == room.slug), 0),
         "messages": messages,
         "has_older": has_older,
         "cursor": messages[-1].id if messages else 0,

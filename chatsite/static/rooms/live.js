@@ -3,7 +3,8 @@
  * its state shows in #status ("Online" / "Reconnecting…") and #transport ("live (SSE)").
  *
  * window.chatLive(options) returns the comet.js client; options are those of
- * Comet.connect (urls, after, params, onEvent, decodePoll, onRefused, eventNames). */
+ * Comet.connect (urls, after, params, onEvent, decodePoll, onRefused, eventNames),
+ * and quiet: true for a second client whose state the page does not show. */
 (function (window, $) {
   "use strict";
 
@@ -28,7 +29,7 @@
       firstEventMs: number("first-event-ms"),
       graceMs: number("grace-ms"),
       pollSeconds: number("poll-seconds"),
-      onStatus: showState,
+      onStatus: options.quiet ? function () {} : showState,
       start: false
     }, options));
     $(window).on("pagehide", function () { client.stop(); })

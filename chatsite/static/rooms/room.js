@@ -39,13 +39,16 @@
   }
 
   function messageItem(m) {
-    var $li = $("<li>", {"class": "message"}).attr("data-id", m.id);
+    var $li = $("<li>", {"class": "message"}).attr("data-id", m.id).attr("data-author", m.author);
     if (myNick && m.author === myNick) { $li.addClass("mine"); }
-    $("<span>", {"class": "author"}).text(m.author).appendTo($li);
+    var avatar = $("<span>", {"class": "avatar", "aria-hidden": "true"}).appendTo($li)[0];
+    window.chatView.paintAvatar(avatar, m.author);
+    var $meta = $("<div>", {"class": "meta"}).appendTo($li);
+    $("<span>", {"class": "author"}).text(m.author).appendTo($meta);
     $("<time>", {"class": "time"}).attr("datetime", m.created)
       .attr("title", window.chatView.fullDateTime(m.created)).text(formatTime(m.created))
-      .appendTo($li);
-    if (m.edited) { $("<span>", {"class": "edited"}).text("(edited)").appendTo($li); }
+      .appendTo($meta);
+    if (m.edited) { $("<span>", {"class": "edited"}).text("(edited)").appendTo($meta); }
     var text = $("<span>", {"class": "text"}).appendTo($li)[0];
     window.chatView.setText(text, m.text);  // text nodes, and links as <a> elements
     addModerationControls($li);
@@ -73,6 +76,7 @@
       return $(this).attr("data-id") === String(id);
     }).remove();
     window.chatView.renderDividers($messages);
+    $("#empty-room").prop("hidden", $messages.children("li.message").length > 0);
   }
 
   /* Moderation changes ({id, type: "deleted"|"edited", message}) from the long-poll:
@@ -142,17 +146,26 @@
         if (!own && m.author !== myNick) { fromOthers += 1; }
       }
     });
-    if (added) { renderTyping(); window.chatView.renderDividers($messages); }
+    if (added) {
+      renderTyping();
+      window.chatView.renderDividers($messages);
+      $("#empty-room").prop("hidden", true);
+    }
     if (added && stick) { scrollToBottom(); }
     unread.arrived(fromOthers);
   }
 
+  var byName = new Intl.Collator(undefined, {sensitivity: "base"}).compare;
+
+  /* Who is here, sorted as people read ("anna" before "Eve"), with initials. */
   function renderPresence(nicks) {
     var $list = $("#presence").empty();
-    $.each(nicks, function (i, nick) {
+    $.each(nicks.slice().sort(byName), function (i, nick) {
       var $li = $("<li>").text(nick).appendTo($list);
+      window.chatView.paintAvatar($li[0], nick);
       if (nick === myNick) { $li.addClass("me"); }
     });
+    $("#present-count").text(nicks.length);
   }
 
   function renderTyping() {
@@ -160,7 +173,7 @@
     $.each(typists, function (nick, until) {
       if (until > now) { nicks.push(nick); } else { delete typists[nick]; }
     });
-    nicks.sort();
+    nicks.sort(byName);
     var line = "";
     if (nicks.length === 1) {
       line = nicks[0] + " is typing…";
@@ -243,7 +256,7 @@
       dataType: "json"
     }).done(function (m) {
       addMessages([m], true);
-      if ($text.val() === text) { $text.val(""); updateCounter(); }
+      if ($text.val() === text) { $text.val(""); updateCounter(); fitText(); }
       showError("");
     }).fail(function (xhr) {
       showError(errorText(xhr, "Could not send"));
@@ -273,13 +286,23 @@
     send();
   });
 
+  /* The box grows with its text (up to its CSS max-height), then scrolls. */
+  function fitText() {
+    var el = $text[0];
+    if (!el) { return; }
+    var stick = atBottom();
+    el.style.height = "auto";
+    el.style.height = el.scrollHeight + 2 + "px";
+    if (stick) { scrollToBottom(); }
+  }
+
   $text.on("keydown", function (event) {
     var native = event.originalEvent || {};
     if (event.key === "Enter" && !event.shiftKey && !native.isComposing) {
       event.preventDefault();
       send();
     }
-  }).on("input", function () {
+  }).on("input", fitText).on("input", function () {
     var now = Date.now();
     if (!myNick || !$text.val() || now - lastTypingSent < TYPING_SEND_EVERY_MS) { return; }
     lastTypingSent = now;
@@ -310,6 +333,7 @@
     }
   });
 
+  renderPresence($("#presence li").map(function () { return $(this).text(); }).get());
   $messages.children("li.message").each(function () {
     addModerationControls($(this));
     var text = $(this).children(".text")[0];
