@@ -1,6 +1,6 @@
 """The promises of the room page's layout, at a desktop size and a phone's, with
 screenshots of both (in the test's tmp dir; with COMET_DOCS_SCREENSHOT=1 also the
-README's docs/screenshot.png and docs/screenshot-phone.png).
+README's docs/screenshot.png, docs/screenshot-phone.png and docs/screenshot-lobby.png).
 
 - the text box and Send are on screen on a phone without scrolling the page;
 - the page itself does not scroll: the message list does, under a header that stays;
@@ -34,6 +34,7 @@ from functional_tests.browser import (
 from functional_tests.server import ChatServer
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS_SHOTS = {"screenshot.png", "screenshot-phone.png", "screenshot-lobby.png"}
 DESKTOP = (1200, 900)
 PHONE = (390, 844)
 
@@ -89,7 +90,7 @@ def page_too_wide(driver: WebDriver) -> bool:
 def shoot(driver: WebDriver, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
-    if os.environ.get("COMET_DOCS_SCREENSHOT") == "1":
+    if os.environ.get("COMET_DOCS_SCREENSHOT") == "1" and path.name in DOCS_SHOTS:
         shutil.copy(path, ROOT / "docs" / path.name)
     return path
 
@@ -129,17 +130,19 @@ class Poster:
             assert answer.status_code in (200, 201), (answer.status_code, answer.text)
 
 
-@pytest.fixture
-def chat_room(chat_server: ChatServer, new_room: str) -> tuple[ChatServer, str]:
-    chat_server.create_room(new_room + "-b", "Book club", "Reading together, one chapter a week")
-    return chat_server, new_room
+@pytest.fixture(scope="module")
+def chat_room(chat_server: ChatServer) -> tuple[ChatServer, str]:
+    """Two rooms of their own (the first one is the screenshots' conversation)."""
+    chat_server.create_room("book-club", "Book club", "Reading together, one chapter a week")
+    chat_server.create_room("translators", "Translators", "Words that do not travel well")
+    return chat_server, "book-club"
 
 
 def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str],
                                                browser: WebDriver, other_browser: WebDriver,
                                                tmp_path: Path) -> None:
     server, slug = chat_room
-    other = slug + "-b"
+    other = "translators"
     ann, eve = browser, other_browser
     set_viewport(ann, *DESKTOP)
     # ann has seen the other room (so its new messages count as unread for her).
@@ -158,6 +161,11 @@ def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str]
     wait_for_message(ann, "Reading it now, thanks!")
     type_message(ann, "The plot hole is the train timetable, right?", enter=True)
     wait_for_message(eve, "The plot hole is the train timetable, right?", timeout=LIVE)
+    type_message(eve, "Exactly: the 7:40 leaves before the 7:35 arrives.")
+    type_message(eve, "Also, who brings the snacks on Thursday?")
+    marcus = Poster(server, "Marcus")
+    marcus.post(slug, "I can bake something. Lemon cake?")
+    wait_for_message(ann, "I can bake something. Lemon cake?", timeout=LIVE)
 
     # Grouping: one author line for Eve's three messages, and for ann's two.
     first, second = group_of(ann, history[0][1]), group_of(ann, history[1][1])
@@ -173,8 +181,8 @@ def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str]
     # Presence: sorted as people read, case aside.
     until(ann, lambda d: d.execute_script(
         "return Array.from(document.querySelectorAll('#presence li'))"
-        ".map(function (li) { return li.textContent; });") == ["anna", "Eve"],
-        "#presence is not ['anna', 'Eve']", LIVE)
+        ".map(function (li) { return li.textContent; });") == ["anna", "Eve", "Marcus"],
+        "#presence is not ['anna', 'Eve', 'Marcus']", LIVE)
 
     # Unread: a message in the other room shows as 1 in ann's sidebar, live.
     eve_http.post(other, "New chapter is up")

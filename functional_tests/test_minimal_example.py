@@ -134,3 +134,18 @@ def test_two_browsers_chat_with_comet_js(two_pages: tuple[str, WebDriver, WebDri
     until(ann, lambda d: "hello ann" in texts(d), "ann never saw bob's answer", LIVE)
     for page in (ann, bob):
         assert texts(page).count("<b>hi</b> bob") == 1 and texts(page).count("hello ann") == 1
+
+
+def test_the_api_guides_curl_lines(minimal: ServerProcess) -> None:
+    """docs/api.md's shell lines, run as a developer pastes them (on this server's port)."""
+    doc = (ROOT / "docs" / "api.md").read_text()
+    block = next(b for b in re.findall(r"```console\n(.*?)```", doc, re.S) if "curl" in b)
+    lines = [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+    script = "\n".join(lines).replace("127.0.0.1:8000", f"127.0.0.1:{minimal.port}")
+    done = subprocess.run(["bash", "-c", script + "\nwait"], capture_output=True, text=True,
+                          timeout=60)
+    out = done.stdout
+    assert '"text": "hello"' in out and '"text": "again"' in out, out
+    assert "event: ready" in out and "event: message" in out, out
+    # The parked poll was answered by the post that followed it, with that message only.
+    assert out.count('"cursor": 2') == 1, out

@@ -55,11 +55,32 @@
     $("#toggle-rooms .unread-dot").prop("hidden", !any);
   }
 
+  var SVG = "http://www.w3.org/2000/svg";
+  function lockIcon() {                  // the template's lock, drawn with the DOM
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "lock");
+    svg.setAttribute("viewBox", "0 0 16 16");
+    svg.setAttribute("width", "12");
+    svg.setAttribute("height", "12");
+    var body = document.createElementNS(SVG, "rect");
+    [["x", 3], ["y", 7], ["width", 10], ["height", 8], ["rx", 1.5]].forEach(function (a) {
+      body.setAttribute(a[0], a[1]);
+    });
+    var shackle = document.createElementNS(SVG, "path");
+    shackle.setAttribute("d", "M5 7V5a3 3 0 0 1 6 0v2");
+    shackle.setAttribute("fill", "none");
+    shackle.setAttribute("stroke", "currentColor");
+    shackle.setAttribute("stroke-width", "1.6");
+    svg.appendChild(body);
+    svg.appendChild(shackle);
+    return svg;
+  }
+
   function navItem(room) {
     var $li = $("<li>", {"class": "nav-room"}).attr("data-slug", room.slug);
     var $a = $("<a>").attr("href", room.url).appendTo($li);
-    $("<span>", {"class": "nav-hash", "aria-hidden": "true"}).text(room.private ? "🔒" : "#")
-      .appendTo($a);
+    var hash = $("<span>", {"class": "nav-hash", "aria-hidden": "true"}).appendTo($a)[0];
+    if (room.private) { hash.appendChild(lockIcon()); } else { hash.textContent = "#"; }
     $("<span>", {"class": "nav-title"}).text(room.title).appendTo($a);
     $("<span>", {"class": "unread"}).prop("hidden", true).appendTo($a);
     return $li;
