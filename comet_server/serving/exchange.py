@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from comet_server.push.hub import Follower, Watch
     from comet_server.serving.server import CometServer
 
-log = logging.getLogger("comet_server.serving.server")
+log = logging.getLogger("comet_server.serving.exchange")
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 

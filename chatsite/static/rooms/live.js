@@ -24,6 +24,10 @@
     }
   }
 
+  /* The names of the streams' events and of the moderation changes, from the server
+   * (chatsite/rooms/events.py): {frames: {ready: "ready", ...}, changes: {...}}. */
+  window.chatEvents = JSON.parse($("body").attr("data-events"));
+
   window.chatLive = function (options) {
     var client = window.Comet.connect($.extend({
       firstEventMs: number("first-event-ms"),

@@ -85,9 +85,9 @@
     $.each(changes || [], function (i, change) {
       if (change.id > changesCursor) { changesCursor = change.id; }
       var m = change.message || {};
-      if (change.type === "deleted" || m.deleted) {
+      if (change.type === CHANGES.deleted || m.deleted) {
         removeMessage(m.id);
-      } else if (change.type === "edited") {
+      } else if (change.type === CHANGES.edited) {
         var $li = $messages.children("li.message").filter(function () {
           return $(this).attr("data-id") === String(m.id);
         });
@@ -204,21 +204,22 @@
 
   /* Stream events and long-poll answers (see live.js); messages carry their ids,
    * duplicates are dropped by insertMessage, comet.js keeps the resume point. */
-  var handlers = {
-    poll: onLongPoll,
-    ready: function (data) { renderPresence(data.presence || []); },
-    messages: function (data) { addMessages(data.messages || [], false); },
-    changes: function (data) { applyChanges(data.changes); },
-    presence: function (data) { renderPresence(data.presence || []); },
-    typing: function (data) { noteTyping(data.nick); },
-    // The members of this private room changed: connect again, so the server checks
-    // this visitor's access (a removed member is refused, and the long-poll says so).
-    membership: function () {
-      membershipChanged = true;
-      poller.restart();
-    },
-    resync: function () { window.location.reload(); }
+  var FRAMES = window.chatEvents.frames, CHANGES = window.chatEvents.changes;
+  var POLL = "poll";                     // the long-poll's answer, as one event (below)
+  var handlers = {};
+  handlers[POLL] = onLongPoll;
+  handlers[FRAMES.ready] = function (data) { renderPresence(data.presence || []); };
+  handlers[FRAMES.messages] = function (data) { addMessages(data.messages || [], false); };
+  handlers[FRAMES.changes] = function (data) { applyChanges(data.changes); };
+  handlers[FRAMES.presence] = function (data) { renderPresence(data.presence || []); };
+  handlers[FRAMES.typing] = function (data) { noteTyping(data.nick); };
+  // The members of this private room changed: connect again, so the server checks
+  // this visitor's access (a removed member is refused, and the long-poll says so).
+  handlers[FRAMES.membership] = function () {
+    membershipChanged = true;
+    poller.restart();
   };
+  handlers[FRAMES.resync] = function () { window.location.reload(); };
 
   var poller = window.chatLive({
     urls: {sse: base + "events", longpoll: base + "updates"},
@@ -230,7 +231,7 @@
     },
     // The long-poll answers with everything at once: one "poll" event.
     decodePoll: function (answer) {
-      return {events: [["poll", answer, null]], cursor: answer.cursor};
+      return {events: [[POLL, answer, null]], cursor: answer.cursor};
     },
     onRefused: function (status, body) {
       if (status === 400) {

@@ -105,11 +105,11 @@
     urls: {sse: $body.attr("data-rooms-events-url"),
            longpoll: $body.attr("data-rooms-updates-url")},
     after: parseInt($body.attr("data-rooms-cursor"), 10) || 0,
-    eventNames: ["rooms"],
+    eventNames: [window.chatEvents.frames.rooms],
     quiet: true,                         // #status and #transport are the room's
     onEvent: function (name, data) { update(data); },
     decodePoll: function (answer) {
-      return {events: [["rooms", answer, null]], cursor: answer.cursor};
+      return {events: [[window.chatEvents.frames.rooms, answer, null]], cursor: answer.cursor};
     }
   });
   // A hidden tab follows only its room: browsers allow few connections per server.
