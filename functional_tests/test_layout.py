@@ -87,6 +87,40 @@ def page_too_wide(driver: WebDriver) -> bool:
         "var e = document.scrollingElement; return e.scrollWidth > e.clientWidth + 1;")
 
 
+# WCAG contrast of an element's text against the first opaque background behind it.
+CONTRAST_JS = """
+function rgb(c) { var m = c.match(/[\\d.]+/g).map(Number); return m.length > 3 ? m : m.concat([1]); }
+function lum(c) {
+  var v = c.slice(0, 3).map(function (x) { x /= 255;
+    return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+  return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2];
+}
+var out = [];
+document.querySelectorAll(arguments[0]).forEach(function (el) {
+  if (!el.offsetParent || !el.textContent.trim()) { return; }
+  var bg = null;
+  for (var e = el; e && !bg; e = e.parentElement) {
+    var c = rgb(getComputedStyle(e).backgroundColor);
+    if (c[3] > 0.9) { bg = c; }
+  }
+  bg = bg || [255, 255, 255, 1];
+  var a = lum(rgb(getComputedStyle(el).color)), b = lum(bg);
+  out.push([el.className || el.tagName, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]);
+});
+return out;
+"""
+TEXTS = (".message .author, .message .text, .message .time, .room-nav a, .unread, #send, "
+         ".status, .transport, .room-title .description, .composer-foot, .day-divider, "
+         "#presence li, .people h2, .sidebar-head h2, .sidebar-all, .people-button")
+
+
+def low_contrast(driver: WebDriver) -> list[tuple[str, float]]:
+    """Texts below WCAG AA (4.5:1)."""
+    measured = driver.execute_script(CONTRAST_JS, TEXTS)
+    assert len(measured) >= 10, f"too few texts measured: {measured}"
+    return [(name, round(ratio, 2)) for name, ratio in measured if ratio < 4.5]
+
+
 def shoot(driver: WebDriver, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
@@ -192,6 +226,7 @@ def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str]
     assert ann.find_element(By.CSS_SELECTOR, "#rooms-sidebar").is_displayed()
 
     shoot(ann, tmp_path / "screenshot.png")
+    assert not low_contrast(ann), f"text below AA contrast: {low_contrast(ann)}"
     set_viewport(ann, *PHONE)
     until(ann, lambda d: inside_viewport(d, "#send"), "Send is not on screen on a phone")
     shoot(ann, tmp_path / "screenshot-phone.png")
@@ -234,6 +269,7 @@ def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str]
     until(ann, lambda d: rect(d, "#rooms-sidebar")["left"] >= 0,
           "the rooms drawer did not open", LIVE)
     assert ann.find_element(By.CSS_SELECTOR, badge).text == "1"
+    assert not low_contrast(ann), f"text below AA contrast: {low_contrast(ann)}"
     shoot(ann, tmp_path / "screenshot-phone-rooms.png")  # the drawer
     ann.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     until(ann, lambda d: rect(d, "#rooms-sidebar")["right"] <= 0,
