@@ -303,3 +303,19 @@ def test_lobby_cards_on_desktop_and_phone(chat_room: tuple[ChatServer, str],
           "the phone's lobby lost the unread count")
     assert not page_too_wide(browser), "the lobby is wider than a phone"
     shoot(browser, tmp_path / "screenshot-lobby-phone.png")
+
+
+def test_a_new_visitor_on_a_phone_joins_without_scrolling(chat_room: tuple[ChatServer, str],
+                                                          browser: WebDriver,
+                                                          tmp_path: Path) -> None:
+    server, slug = chat_room
+    set_viewport(browser, *PHONE)
+    open_room(browser, server.url(""), slug)
+    for css in ("#nick", "#nick-form button[type=submit]", ".room-header h1"):
+        assert inside_viewport(browser, css), f"{css} is not on screen for a new visitor"
+    assert not page_scrolls(browser) and not page_too_wide(browser)
+    shoot(browser, tmp_path / "phone-new-visitor.png")
+    browser.find_element(By.ID, "nick").send_keys("newcomer", Keys.ENTER)
+    until(browser, lambda d: d.find_elements(By.ID, "message-text")
+          and d.find_element(By.ID, "message-text").is_displayed(), "no composer after joining")
+    assert inside_viewport(browser, "#send") and inside_viewport(browser, "#message-text")
