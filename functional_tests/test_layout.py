@@ -89,7 +89,10 @@ def page_too_wide(driver: WebDriver) -> bool:
 
 # WCAG contrast of an element's text against the first opaque background behind it.
 CONTRAST_JS = """
-function rgb(c) { var m = c.match(/[\\d.]+/g).map(Number); return m.length > 3 ? m : m.concat([1]); }
+function rgb(c) {
+  var m = c.match(/[\\d.]+/g).map(Number);
+  return m.length > 3 ? m : m.concat([1]);
+}
 function lum(c) {
   var v = c.slice(0, 3).map(function (x) { x /= 255;
     return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
