@@ -142,6 +142,7 @@ def test_status_page_for_staff_only_with_live_totals(own_server, browser_factory
     target = os.environ.get("COMET_STATUS_SCREENSHOT")
     if target:
         staff.set_window_size(1500, 1000)
+        staff.execute_script("window.scrollTo(0, 0);")
         until(staff, lambda d: d.execute_script(
             "return window.statusCharts.connections.data[0].length") >= 8, "more samples", 40)
         staff.save_screenshot(target)
