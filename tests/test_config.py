@@ -1,4 +1,4 @@
-"""The server's configuration: one frozen dataclass, the flags and README table made
+"""The server's configuration: one frozen dataclass, the flags and docs/settings.md table made
 from it, strict values with one-line errors."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ def parse(*argv: str) -> ServerConfig:
     return config_from(vars(parser.parse_args(argv)))
 
 
-def test_the_readme_table_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_table_is_the_generated_one():
+    readme = (ROOT / "docs" / "settings.md").read_text()
     inside = readme.split("<!-- server-options:start -->\n")[1].split(
         "\n<!-- server-options:end -->")[0]
     assert inside == markdown_table()

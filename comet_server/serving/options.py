@@ -1,4 +1,4 @@
-"""Command-line flags, environment defaults and the README table, all generated from
+"""Command-line flags, environment defaults and the docs/settings.md table, all generated from
 ``ServerConfig``'s fields: an option is defined once, in ``comet_server.serving.config``.
 
 A flag's default comes from the Django setting or environment variable
@@ -77,7 +77,7 @@ def config_from(values: dict[str, Any]) -> ServerConfig:
 
 
 def markdown_table() -> str:
-    """The README's table of server options."""
+    """The table of server options in docs/settings.md (tests/test_config.py checks it)."""
     rows = ["| option | setting / env | default | meaning |", "|---|---|---|---|"]
     for spec in server_options():
         if type(spec.default) is bool:
