@@ -33,7 +33,7 @@ from comet_server.protocol.wsgi_environ import base_environ, build_environ
 from comet_server.push.hub import Hub
 from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents
 from comet_server.serving.config import ServerConfig
-from comet_server.serving.exchange import Exchange, Phase, WSGIApp
+from comet_server.serving.exchange import Exchange, Phase, Resumptions, WSGIApp
 from comet_server.serving.metrics import (
     STATUS_CLASSES,
     LagProbe,
@@ -42,6 +42,7 @@ from comet_server.serving.metrics import (
     exposition,
     process_figures,
 )
+from comet_server.serving.pool import WorkerPool
 
 log = logging.getLogger("comet_server.serving.server")
 access_log = logging.getLogger("comet_server.access")
@@ -115,6 +116,9 @@ class CometServer:
                                  max_per_client=cfg.max_connections_per_client,
                                  proxies=frozenset(cfg.forwarded_allow_ips))
         hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
+        # Application code runs on these threads; the loop applies what they make.
+        self.pool = WorkerPool(self.loop, cfg.threads, cfg.max_queued)
+        self.resumptions = Resumptions(self.loop, self.pool)
         # Metrics: four numbers a response on the request path, folded when read.
         self.metrics: ServerMetrics | None = None
         self.store = SnapshotStore(cfg.metrics_dir) if cfg.metrics_dir else None
