@@ -21,16 +21,22 @@ class LibeventMissing(ImportError):
     """libevent 2.1 is not installed."""
 
 
-def _load() -> ctypes.CDLL:
+def _load(kind: type[ctypes.CDLL]) -> ctypes.CDLL:
     try:
-        return ctypes.CDLL(LIBRARY)
+        return kind(LIBRARY)
     except OSError as exc:
         raise LibeventMissing(
             f"cannot load {LIBRARY} ({exc}); install it with: apt-get install libevent-2.1-7"
         ) from None
 
 
-lib = _load()
+# Two handles on the one library.  Only the dispatch, which sleeps in epoll, lets
+# other threads run meanwhile (``CDLL`` releases the GIL around a call).  Every other
+# call returns at once and keeps the GIL (``PyDLL``): the loop thread then does not
+# queue for the GIL again behind a pool thread running a view after each
+# event_add/event_del (with CPU-bound views that wait is up to a switch interval).
+lib = _load(ctypes.CDLL)
+held = _load(ctypes.PyDLL)
 
 # -- constants (event2/event.h) ---------------------------------------------------------
 EV_READ = 0x02
@@ -53,10 +59,10 @@ class timeval(Structure):
 event_callback_fn = CFUNCTYPE(None, c_int, c_short, c_void_p)
 
 
-def _declare(name: str, restype: object, *argtypes: object) -> Any:
+def _declare(name: str, restype: object, *argtypes: object, releases_gil: bool = False) -> Any:
     """The C function ``name`` with its result and argument types set (a pointer
     result must be ``c_void_p``: the default ``int`` would truncate it)."""
-    fn = getattr(lib, name)
+    fn = getattr(lib if releases_gil else held, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
     return fn
@@ -66,7 +72,7 @@ P = c_void_p
 # event base and events
 event_base_new = _declare("event_base_new", P)
 event_base_free = _declare("event_base_free", None, P)
-event_base_dispatch = _declare("event_base_dispatch", c_int, P)
+event_base_dispatch = _declare("event_base_dispatch", c_int, P, releases_gil=True)
 event_base_loopbreak = _declare("event_base_loopbreak", c_int, P)
 event_base_loopexit = _declare("event_base_loopexit", c_int, P, POINTER(timeval))
 event_new = _declare("event_new", P, P, c_int, c_short, event_callback_fn, P)

@@ -297,15 +297,17 @@ class HTTPConnection:
         """A request is being served by ``exchange``."""
         self.exchange = exchange
 
-    def suspend(self) -> None:
-        """The response waits (parked or streaming): stop reading, watch for a close.
+    def suspend(self, *, keep_parser: bool = False) -> None:
+        """The response waits (parked, streaming, or made on another thread): stop
+        reading, watch for a close.
 
         A parser with nothing in it is dropped meanwhile (made again at the next read):
-        thousands of parked requests then hold no llhttp state.
+        thousands of parked requests then hold no llhttp state.  ``keep_parser`` for
+        a wait expected to be short (a view running on a thread).
         """
         if self.state is not ConnState.BUSY and self.state is not ConnState.CLOSED:
             self._enter(ConnState.BUSY)
-        if self.reader is not _NO_READER and not self.has_input():
+        if not keep_parser and self.reader is not _NO_READER and not self.has_input():
             self.reader = _NO_READER
 
     def write(self, data: bytes) -> None:

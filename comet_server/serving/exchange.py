@@ -267,9 +267,11 @@ class Exchange:
 
     def run(self, app: WSGIApp, environ: dict) -> None:
         """Hand the application call to the pool (503 when its queue is full)."""
-        self.conn.suspend()  # read no more meanwhile; notice a client going away
+        pool = self.server.pool
+        if not pool.inline:  # read no more meanwhile; notice a client going away
+            self.conn.suspend(keep_parser=True)
         self._enter(Phase.QUEUED)
-        if not self.server.pool.submit(partial(self.on_thread, self._call, (app, environ)),
+        if not pool.submit(partial(self.on_thread, self._call, (app, environ)),
                                        self.applied, label=self.label):
             self._enter(Phase.RUNNING)  # refused: answered here, on the loop
             self.start_response("503 Service Unavailable", [

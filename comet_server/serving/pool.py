@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import sys
 import threading
 import time
@@ -101,7 +102,10 @@ class WorkerPool:
         self.inline = threads == 0
         self._new: deque[_Item] = deque()  # new requests (bounded)
         self._admitted: deque[_Item] = deque()  # work of admitted requests (first)
-        self._cond = threading.Condition(threading.Lock())
+        # One ticket per job queued: a thread blocks on this C queue (cheap to wake),
+        # then takes admitted work first, else a new request.
+        self._tickets: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # the counters and the completions
         self._completed: list[tuple[_Item, Outcome]] = []
         self._wake_pending = False
         self._stopping = False
@@ -136,16 +140,15 @@ class WorkerPool:
             done(run_job(job))
             return True
         item = _Item(job, done, label)
-        with self._cond:
-            if admit:
-                if len(self._new) >= self.queue_depth or self._stopping:
-                    self.refused_total += 1
-                    return False
-                self._new.append(item)
-            else:
-                self._admitted.append(item)
-            self.jobs_total += 1
-            self._cond.notify()
+        if admit:
+            if len(self._new) >= self.queue_depth or self._stopping:
+                self.refused_total += 1
+                return False
+            self._new.append(item)
+        else:
+            self._admitted.append(item)
+        self.jobs_total += 1
+        self._tickets.put(True)
         return True
 
     @property
@@ -178,9 +181,9 @@ class WorkerPool:
     def close(self, timeout: float = 0.0) -> bool:
         """Stop taking new requests; let the threads finish the queued jobs and leave,
         waiting up to ``timeout`` seconds.  True if every thread left."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
+        self._stopping = True
+        for _ in self._workers:
+            self._tickets.put(False)  # leave once the jobs queued before it are done
         deadline = time.monotonic() + timeout
         for thread in self._workers:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -190,24 +193,26 @@ class WorkerPool:
 
     def _work(self) -> None:
         _local.pool = True
-        cond = self._cond
         running = self.running
         ident = threading.get_ident()
-        while True:
-            with cond:
-                while not self._admitted and not self._new:
-                    if self._stopping:
-                        return
-                    cond.wait()
-                item = self._admitted.popleft() if self._admitted else self._new.popleft()
-                self.busy += 1
+        tickets, admitted, new, lock = self._tickets, self._admitted, self._new, self._lock
+        while tickets.get():
+            # A ticket is put after its job: with a ticket in hand, a job is there for
+            # this thread (deque.popleft is atomic; another thread may take the last
+            # admitted one between the look and the pop).
+            try:
+                item = admitted.popleft()
+            except IndexError:
+                item = new.popleft()
             item.started = time.monotonic()
             item.thread = ident
             self._waits.append(item.started - item.queued_at)
             running[ident] = item
+            with lock:
+                self.busy += 1
             outcome = run_job(item.job)
             del running[ident]
-            with cond:
+            with lock:
                 self.busy -= 1
                 self._completed.append((item, outcome))
                 wake = not self._wake_pending
@@ -218,7 +223,7 @@ class WorkerPool:
 
     def _complete(self) -> None:
         """On the loop: hand every completed job's outcome to its ``done``."""
-        with self._cond:
+        with self._lock:
             completed, self._completed = self._completed, []
             self._wake_pending = False
         for item, outcome in completed:
