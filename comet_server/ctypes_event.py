@@ -11,6 +11,7 @@ nothing of HTTP, WSGI or Django.
 from __future__ import annotations
 
 import ctypes
+import os
 from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_long, c_short, c_void_p
 from typing import Any
 
@@ -85,3 +86,45 @@ event_get_version = _declare("event_get_version", c_char_p)
 
 def version() -> str:
     return str(event_get_version().decode())
+
+
+# -- socket I/O that keeps the GIL ---------------------------------------------------------
+# ``socket.send``/``recv`` release the GIL around the system call.  On a non-blocking
+# socket the call returns at once, and releasing costs the loop thread a wait for the
+# GIL to come back, up to a switch interval per call when pool threads run pure-Python
+# views.  These call the C library directly and keep the GIL; they raise as the socket
+# methods do (``BlockingIOError``, ``InterruptedError``, other ``OSError``).
+_libc = ctypes.PyDLL(None, use_errno=True)
+_send = _libc.send
+_send.restype = ctypes.c_ssize_t
+_send.argtypes = [c_int, c_char_p, ctypes.c_size_t, c_int]
+_recv = _libc.recv
+_recv.restype = ctypes.c_ssize_t
+_recv.argtypes = [c_int, c_void_p, ctypes.c_size_t, c_int]
+MSG_NOSIGNAL = 0x4000  # a closed peer is an EPIPE error, not a SIGPIPE
+RECV_BUFFER = 64 * 1024
+_recv_buffer = ctypes.create_string_buffer(RECV_BUFFER)  # the loop thread's only
+
+
+def _error() -> OSError:
+    code = ctypes.get_errno()
+    return OSError(code, os.strerror(code))  # OSError picks the subclass by errno
+
+
+def send(fd: int, data: bytes) -> int:
+    """send(2) on a non-blocking socket, keeping the GIL: the bytes taken."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    sent = _send(fd, data, len(data), MSG_NOSIGNAL)
+    if sent < 0:
+        raise _error()
+    return int(sent)
+
+
+def recv(fd: int, size: int = RECV_BUFFER) -> bytes:
+    """recv(2) on a non-blocking socket, keeping the GIL (loop thread only: one
+    buffer); ``b""`` at the end of the stream."""
+    got = _recv(fd, _recv_buffer, min(size, RECV_BUFFER), 0)
+    if got < 0:
+        raise _error()
+    return ctypes.string_at(_recv_buffer, got)

@@ -105,7 +105,7 @@ class HTTPConnection:
     """One accepted socket, served request after request."""
 
     __slots__ = (
-        "owner", "sock", "peer", "reader", "state", "read_watch", "closed_watch",
+        "owner", "sock", "fd", "peer", "reader", "state", "read_watch", "closed_watch",
         "write_watch", "out", "after_flush", "unparsed", "deadline", "timer", "exchange",
         "body_mark", "serving", "key", "on_flushed", "body_held", "queued",
     )
@@ -114,6 +114,7 @@ class HTTPConnection:
                  key: str) -> None:
         self.owner = owner
         self.sock = sock
+        self.fd = sock.fileno()  # -1 once closed
         self.peer = peer
         self.key = key  # whom the per-client connection cap counts this against
         self.reader = http1.RequestReader(owner.limits)
@@ -209,7 +210,7 @@ class HTTPConnection:
 
     def on_readable(self) -> None:
         try:
-            data = self.sock.recv(RECV_SIZE)
+            data = ev.recv(self.fd, RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -319,7 +320,7 @@ class HTTPConnection:
             self.queued += len(data)
             return
         try:
-            sent = self.sock.send(data)
+            sent = ev.send(self.fd, data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
@@ -342,7 +343,7 @@ class HTTPConnection:
         out = self.out
         data = out[0] if len(out) == 1 else b"".join(out)
         try:
-            sent = self.sock.send(data)
+            sent = ev.send(self.fd, data)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -449,6 +450,7 @@ class HTTPConnection:
         self.owner.body_bytes -= self.body_held
         self.body_held = 0
         exchange, self.exchange = self.exchange, None
+        self.fd = -1  # the number may be reused by the next accept
         try:
             self.sock.close()
         finally:

@@ -40,7 +40,7 @@ log = logging.getLogger("comet_server.serving.pool")
 # How often the GIL is handed between threads (Python's default is 5 ms): a thread
 # that runs a pure-Python view for long gives the loop the GIL back at most this
 # late after the loop asks for it.  Measured in docs/threads.md.
-SWITCH_INTERVAL = 0.001
+SWITCH_INTERVAL = 0.0002
 
 
 class Outcome:
