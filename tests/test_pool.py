@@ -95,16 +95,17 @@ def test_new_requests_past_the_bound_are_refused_admitted_work_never(loop) -> No
     def blocker() -> None:
         release.wait(5)
 
-    def submit_all() -> list[bool]:
-        accepted = [pool.submit(blocker, lambda o: None)]  # runs, holding the thread
-        wait_until(lambda: pool.busy == 1, 5, "the thread to take the first job")
-        accepted += [pool.submit(lambda n=n: order.append(f"new{n}"), lambda o: None)
-                     for n in range(3)]
+    def submit_rest() -> list[bool]:
+        accepted = [pool.submit(lambda n=n: order.append(f"new{n}"), lambda o: None)
+                    for n in range(3)]
         accepted += [pool.submit(lambda n=n: order.append(f"step{n}"), lambda o: None,
                                  admit=False) for n in range(3)]
         return accepted
 
-    accepted = on_loop(loop, submit_all)
+    # The first job runs, holding the only thread; then the queue fills.
+    accepted = [on_loop(loop, lambda: pool.submit(blocker, lambda o: None))]
+    wait_until(lambda: pool.busy == 1, 5, "the thread to take the first job")
+    accepted += on_loop(loop, submit_rest)
     assert accepted == [True, True, True, False, True, True, True]
     assert pool.refused_total == 1 and pool.queued == 5
     release.set()

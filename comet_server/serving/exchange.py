@@ -230,8 +230,8 @@ class Exchange:
         """The peer, or the client a trusted proxy names."""
         return self.response.client
 
-    @property
-    def label(self) -> str:
+    def __str__(self) -> str:
+        """The request, as the slow-request log names it."""
         return f"{self.response.method} {self.response.target.decode('latin-1')}"
 
     def _enter(self, phase: Phase) -> bool:
@@ -272,7 +272,7 @@ class Exchange:
             self.conn.suspend(keep_parser=True)
         self._enter(Phase.QUEUED)
         if not pool.submit(partial(self.on_thread, self._call, (app, environ)),
-                                       self.applied, label=self.label):
+                                       self.applied, label=self):
             self._enter(Phase.RUNNING)  # refused: answered here, on the loop
             self.start_response("503 Service Unavailable", [
                 ("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")])
@@ -399,7 +399,7 @@ class Exchange:
             return
         self._enter(Phase.QUEUED)
         self.server.pool.submit(partial(self.on_thread, self._iterate, None), self.applied,
-                                admit=False, label=self.label)
+                                admit=False, label=self)
 
     def advance_on_pool(self, outcome: Any) -> None:
         """Step the coroutine with ``outcome`` on a pool thread."""
@@ -409,7 +409,7 @@ class Exchange:
     def submit_step(self, outcome: Any) -> None:
         """Hand the pool the next step of a QUEUED exchange."""
         self.server.pool.submit(partial(self.on_thread, self.advance, outcome), self.applied,
-                                admit=False, label=self.label)
+                                admit=False, label=self)
 
     def on_wait(self, wait: Wait) -> None:
         """The coroutine stopped at ``wait``: park, follow, or go on at once."""
@@ -714,8 +714,7 @@ class Exchange:
         if type(self.result) is list and self.driver is None:
             self.result = None
             return
-        self.server.pool.submit(self.close_app, _closed, admit=False,
-                                label=f"closing {self.label}")
+        self.server.pool.submit(self.close_app, _closed, admit=False, label=self)
 
 
 def _closed(outcome: Outcome) -> None:

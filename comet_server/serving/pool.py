@@ -81,7 +81,7 @@ def run_job(job: Job) -> Outcome:
 class _Item:
     __slots__ = ("job", "done", "label", "queued_at", "started", "thread", "reported")
 
-    def __init__(self, job: Job, done: Done, label: str) -> None:
+    def __init__(self, job: Job, done: Done, label: object) -> None:
         self.job = job
         self.done = done
         self.label = label
@@ -105,6 +105,7 @@ class WorkerPool:
         # One ticket per job queued: a thread blocks on this C queue (cheap to wake),
         # then takes admitted work first, else a new request.
         self._tickets: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._unsignalled = 0  # jobs queued this loop turn, their tickets not yet put
         self._lock = threading.Lock()  # the counters and the completions
         self._completed: list[tuple[_Item, Outcome]] = []
         self._wake_pending = False
@@ -113,7 +114,7 @@ class WorkerPool:
         self.running: dict[int, _Item] = {}  # by the id of the thread running it
         self.refused_total = 0
         self.jobs_total = 0
-        self._waits: list[float] = []  # seconds queued, folded by the metrics
+        self._waits: deque[float] = deque()  # seconds queued, folded by the metrics
         self._workers: list[threading.Thread] = []
         self._ids = itertools.count(1)
         self._name = name
@@ -128,12 +129,14 @@ class WorkerPool:
 
     # -- the API the server uses ------------------------------------------------------
 
-    def submit(self, job: Job, done: Done, *, admit: bool = True, label: str = "") -> bool:
+    def submit(self, job: Job, done: Done, *, admit: bool = True,
+               label: object = "") -> bool:
         """Run ``job`` on a pool thread, then ``done(outcome)`` on the loop thread.
 
         ``admit``: a new request, refused (False, nothing runs) when ``queue_depth``
         jobs wait already; else the continuation of admitted work, never refused.
-        ``label`` names the job in the slow-job log.  Inline (threads=0) both run now.
+        ``label`` names the job in the slow-job log (its ``str()``, made only then).
+        Inline (threads=0) both run now.  Called on the loop thread.
         """
         if self.inline:
             self.jobs_total += 1
@@ -148,8 +151,19 @@ class WorkerPool:
         else:
             self._admitted.append(item)
         self.jobs_total += 1
-        self._tickets.put(True)
+        # The threads are woken once the loop has finished its turn (it goes on
+        # reading and submitting meanwhile): a thread woken at once would only wait
+        # for the GIL the loop holds, then take it away from the loop mid-turn.
+        self._unsignalled += 1
+        if self._unsignalled == 1:
+            self.loop.call_soon(self._signal)
         return True
+
+    def _signal(self) -> None:
+        count, self._unsignalled = self._unsignalled, 0
+        put = self._tickets.put
+        for _ in range(count):
+            put(True)
 
     @property
     def queued(self) -> int:
@@ -158,8 +172,8 @@ class WorkerPool:
 
     def take_waits(self) -> list[float]:
         """The seconds each job started since the last call waited for a thread."""
-        waits, self._waits = self._waits, []
-        return waits
+        waits = self._waits
+        return [waits.popleft() for _ in range(len(waits))]  # atomic pops: none lost
 
     def slow(self, threshold: float) -> list[tuple[str, float, str]]:
         """Jobs running for more than ``threshold`` seconds not reported before, each
@@ -175,7 +189,7 @@ class WorkerPool:
                 frames = sys._current_frames()
             frame = frames.get(ident)
             stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
-            found.append((item.label, now - item.started, stack))
+            found.append((str(item.label), now - item.started, stack))
         return found
 
     def close(self, timeout: float = 0.0) -> bool:
