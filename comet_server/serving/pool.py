@@ -118,8 +118,9 @@ class WorkerPool:
         self._workers: list[threading.Thread] = []
         self._ids = itertools.count(1)
         self._name = name
+        self._switch_interval = sys.getswitchinterval()  # restored by close()
         if threads:
-            if sys.getswitchinterval() > SWITCH_INTERVAL:
+            if self._switch_interval > SWITCH_INTERVAL:
                 sys.setswitchinterval(SWITCH_INTERVAL)
             for _ in range(threads):
                 thread = threading.Thread(target=self._work, daemon=True,
@@ -201,6 +202,8 @@ class WorkerPool:
         deadline = time.monotonic() + timeout
         for thread in self._workers:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._workers:
+            sys.setswitchinterval(self._switch_interval)
         return not any(thread.is_alive() for thread in self._workers)
 
     # -- the threads ----------------------------------------------------------------
