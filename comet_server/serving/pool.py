@@ -152,12 +152,12 @@ class WorkerPool:
         else:
             self._admitted.append(item)
         self.jobs_total += 1
-        # The threads are woken once the loop has finished its turn (it goes on
+        # The threads are woken once the loop's callback is over (it may go on
         # reading and submitting meanwhile): a thread woken at once would only wait
-        # for the GIL the loop holds, then take it away from the loop mid-turn.
+        # for the GIL the loop holds, then take it away from the loop mid-callback.
         self._unsignalled += 1
         if self._unsignalled == 1:
-            self.loop.call_soon(self._signal)
+            self.loop.after_callback(self._signal)
         return True
 
     def _signal(self) -> None:
@@ -197,6 +197,7 @@ class WorkerPool:
         """Stop taking new requests; let the threads finish the queued jobs and leave,
         waiting up to ``timeout`` seconds.  True if every thread left."""
         self._stopping = True
+        self._signal()  # jobs submitted outside a loop callback (closing at exit)
         for _ in self._workers:
             self._tickets.put(False)  # leave once the jobs queued before it are done
         deadline = time.monotonic() + timeout
