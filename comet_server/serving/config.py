@@ -86,7 +86,7 @@ class ServerConfig:
                           "body, renders of woken long-polls and event streams); a parked "
                           "or streaming response holds none (0: run it all on the event "
                           "loop's thread, one step at a time)", minimum=0)
-    max_queued: int = option(2048, "requests that may wait for a free thread; past it 503 "
+    max_queued: int = option(10000, "requests that may wait for a free thread; past it 503 "
                              "with Retry-After (parked polls, streams and health checks "
                              "are served meanwhile)", minimum=1)
     slow_request: float = option(30.0, "seconds a request's application code may run "
