@@ -30,8 +30,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench._common import (
     HOST,
-    PYTHON,
-    ROOT,
+    ONE_ADDRESS,
     BenchError,
     LongPolls,
     ServerError,
@@ -45,7 +44,12 @@ from bench._common import (
     verdict,
     wait_parked,
 )
-from tests.helpers.proc import PRODUCTION_ENV, UNLIMITED_CHAT_ENV, runcomet_argv  # noqa: E402  (after sys.path)
+from tests.helpers.proc import (  # noqa: E402  (after sys.path)
+    PRODUCTION_ENV,
+    UNLIMITED_CHAT_ENV,
+    manage,
+    runcomet_argv,
+)
 
 TARGET_FANOUT_MS = 250.0
 TARGET_KIB_PER_PARKED = 16.0
@@ -103,13 +107,6 @@ class Client:
         return "\r\n".join(lines).encode()
 
 
-def manage(*args: str, env: dict[str, str], timeout: float = 120) -> None:
-    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, timeout=timeout,
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise BenchError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-
-
 def setup_room(client: Client, slug: str = ROOM, note: str = "bench_chat.py") -> int:
     """Create a room through the lobby form (CSRF); the room's latest message id."""
     if "csrftoken" not in client.cookies:
@@ -165,7 +162,8 @@ def run(parked: int, rounds: int, workdir: Path) -> dict:
     env.pop("COMET_BROKER", None)  # one process: the in-process hub
     status(f"migrating a fresh database in {workdir}")
     manage("migrate", "--noinput", env=env)
-    with ServerProcess(runcomet_argv("--no-access-log"), name="runcomet", env=env) as server:
+    with ServerProcess(runcomet_argv("--no-access-log", *ONE_ADDRESS), name="runcomet",
+                       env=env) as server:
         port = server.port
         client = Client(port)
         cursor = setup_room(client)

@@ -13,8 +13,8 @@ import requests
 from selenium.webdriver.common.by import By
 
 from functional_tests.browser import until
-from functional_tests.server import manage
 from tests.helpers.http import build_request, connect, read_response
+from tests.helpers.proc import manage
 from tests.helpers.scrape import scrape
 
 PARKED = 4
@@ -46,10 +46,10 @@ def post(server, slug: str, text: str) -> None:
 
 def test_status_page_for_staff_only_with_live_totals(own_server, browser_factory) -> None:
     server = own_server
-    manage({**server.env, "DJANGO_SUPERUSER_PASSWORD": "staff-pass-1"}, "createsuperuser",
-           "--noinput", "--username", "boss", "--email", "boss@example.com")
-    manage(server.env, "shell", "-c", "from django.contrib.auth.models import User; "
-           "User.objects.create_user('plain', password='plain-pass-1')")
+    manage("createsuperuser", "--noinput", "--username", "boss", "--email",
+           "boss@example.com", env={**server.env, "DJANGO_SUPERUSER_PASSWORD": "staff-pass-1"})
+    manage("shell", "-c", "from django.contrib.auth.models import User; "
+           "User.objects.create_user('plain', password='plain-pass-1')", env=server.env)
     server.create_room("watched", "Watched room")
 
     anonymous = browser_factory()

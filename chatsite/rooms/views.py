@@ -1,8 +1,8 @@
 """The HTML pages: the room list (with the create form) and a room."""
 
 from django.contrib.messages import get_messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, render
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chatsite.rooms import (
@@ -12,9 +12,8 @@ from chatsite.rooms import (
     moderation,
     names,
     presence,
+    queries,
     services,
-    streams,
-    updates,
 )
 from chatsite.rooms.forms import RoomForm
 from chatsite.rooms.identity import current_nick, current_user, remember_nick
@@ -36,11 +35,11 @@ def lobby(request: HttpRequest) -> HttpResponse:
             services.announce_room(room)
             return HttpResponseRedirect(room.get_absolute_url())
     context = {
-        "rooms": updates.lobby_rooms(request.user.pk),
-        "cursor": updates.latest_message_id(),
+        "rooms": queries.lobby_rooms(request.user.pk),
+        "cursor": queries.latest_message_id(),
         "form": form,
         "poll_timeout": conf.poll_timeout(),
-        "first_event_ms": round(streams.first_event_seconds() * 1000),
+        "first_event_ms": round(conf.first_event_seconds() * 1000),
     }
     response = render(request, "rooms/lobby.html", context,
                       status=429 if limited else 400 if form.errors else 200)
@@ -75,30 +74,22 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
         "messages_flash": get_messages(request),  # "messages" is the chat's here
         "nick_error": nick_error,
         "poll_timeout": conf.poll_timeout(),
-        "first_event_ms": round(streams.first_event_seconds() * 1000),
+        "first_event_ms": round(conf.first_event_seconds() * 1000),
         "max_text": conf.MAX_TEXT,
     }
     return render(request, "rooms/room.html", context, status=status)
 
 
-def visible_room(request: HttpRequest, slug: str) -> Room:
-    """The room, or 404 when there is none or it is private to others."""
-    room_obj = get_object_or_404(Room, slug=slug)
-    if not access.can_see(room_obj, request.user):
-        raise Http404("No such room.")
-    return room_obj
-
-
 @require_http_methods(["GET", "HEAD"])
 def room(request: HttpRequest, slug: str) -> HttpResponse:
     """A room: the last messages, the people present, the message box."""
-    return _room_page(request, visible_room(request, slug))
+    return _room_page(request, access.room_or_404(request, slug))
 
 
 @require_POST
 def choose_nick(request: HttpRequest, slug: str) -> HttpResponse:
     """A guest's display name: reserved to the session (names.py), kept in it."""
-    room_obj = visible_room(request, slug)
+    room_obj = access.room_or_404(request, slug)
     if current_user(request) is not None:
         return HttpResponseRedirect(room_obj.get_absolute_url())  # users are their username
     if not access.guests_may_post(room_obj):

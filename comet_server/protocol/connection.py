@@ -57,13 +57,33 @@ _NO_READER = http1.RequestReader(http1.Limits())
 
 
 class ConnState(enum.Enum):
-    """Where a connection is; every change goes through ``HTTPConnection._enter``."""
+    """Where a connection is; every change goes through ``HTTPConnection._enter``,
+    which allows only the moves of ``TRANSITIONS``."""
 
     READING = "reading"  # a request head or body is (or may start) arriving
     IDLE = "idle"  # keep-alive, between requests
     BUSY = "busy"  # a response is being produced or written; not reading
     LINGERING = "lingering"  # our side is shut; input drained until EOF or a short time
     CLOSED = "closed"
+
+
+# Every legal move, in one place (as h11 keeps its transition tables).  READING to
+# itself re-arms the head deadline when a response ended with more input queued.
+TRANSITIONS: dict[ConnState, frozenset[ConnState]] = {
+    ConnState.READING: frozenset({ConnState.READING, ConnState.IDLE, ConnState.BUSY,
+                                  ConnState.LINGERING, ConnState.CLOSED}),
+    ConnState.IDLE: frozenset({ConnState.READING, ConnState.BUSY, ConnState.LINGERING,
+                               ConnState.CLOSED}),
+    ConnState.BUSY: frozenset({ConnState.READING, ConnState.IDLE, ConnState.LINGERING,
+                               ConnState.CLOSED}),
+    ConnState.LINGERING: frozenset({ConnState.CLOSED}),
+    ConnState.CLOSED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A connection was asked to move between two states ``TRANSITIONS`` does not
+    link: a bug in the server, never the client's doing."""
 
 
 class Exchange(Protocol):
@@ -144,8 +164,14 @@ class HTTPConnection:
     # -- state ----------------------------------------------------------------------
 
     def _enter(self, state: ConnState) -> None:
-        """Change state: the events watched and the deadline follow from it."""
-        old, self.state = self.state, state
+        """Change state: the events watched and the deadline follow from it (for
+        ``CLOSED``, ``close`` releases everything)."""
+        old = self.state
+        if state not in TRANSITIONS[old]:
+            raise IllegalTransition(f"connection {old.name} -> {state.name}")
+        self.state = state
+        if state is ConnState.CLOSED:
+            return
         owner = self.owner
         if state is ConnState.BUSY:
             self.read_watch.stop()
@@ -241,7 +267,7 @@ class HTTPConnection:
                 self.refuse(http1.ProtocolError(503, "Service Unavailable"))
                 return
         if reader.wants_continue and self.exchange is None:
-            reader.wants_continue = False
+            reader.continue_sent()
             self.write(http1.CONTINUE)
         if reader.in_body and not was_in_body:
             self.body_mark = (time.monotonic(), 0)
@@ -412,7 +438,7 @@ class HTTPConnection:
         """Close gracefully: send FIN, drain what the client still sends, then close
         (closing with unread input would reset the connection and could destroy the
         reply in flight)."""
-        if self.state is ConnState.CLOSED:
+        if self.state is ConnState.CLOSED or self.state is ConnState.LINGERING:
             return
         try:
             self.sock.shutdown(socket.SHUT_WR)
@@ -437,7 +463,7 @@ class HTTPConnection:
     def close(self, *, gone: bool = False) -> None:
         if self.state is ConnState.CLOSED:
             return
-        self.state = ConnState.CLOSED
+        self._enter(ConnState.CLOSED)
         self.deadline = 0.0
         if self.timer is not None:
             self.timer.cancel()
