@@ -10,6 +10,7 @@ that streams are compared with).
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 
 from comet_server.push.hub import Event, get_hub
@@ -33,6 +34,26 @@ def hello(environ, start_response):
     """The smallest useful response: what a server costs per request."""
     start_response("200 OK", _PLAIN)
     return [HELLO]
+
+
+def io_bound(environ, start_response):
+    """A view that waits 5 ms on I/O (a database round trip, say), then says hello."""
+    time.sleep(0.005)
+    return hello(environ, start_response)
+
+
+def _seconds(environ) -> float:
+    query = environ.get("QUERY_STRING", "")
+    return float(query[2:]) if query.startswith("s=") else 1.0
+
+
+def _spin(seconds: float) -> int:
+    """Pure Python for ``seconds``: holds the GIL as a CPU-bound view does."""
+    end = time.perf_counter() + seconds
+    count = 0
+    while time.perf_counter() < end:
+        count += 1
+    return count
 
 
 def _render(delivery: Delivery) -> bytes:
@@ -139,6 +160,14 @@ def comet(environ, start_response):
                                   ("Content-Length", str(len(body)))])
         return [body]
     if path == "/hello":
+        return hello(environ, start_response)
+    if path == "/io":
+        return io_bound(environ, start_response)
+    if path == "/sleep":  # a slow view waiting on I/O: ?s=seconds
+        time.sleep(_seconds(environ))
+        return hello(environ, start_response)
+    if path == "/spin":  # a CPU-bound view: ?s=seconds
+        _spin(_seconds(environ))
         return hello(environ, start_response)
     body = b"not found\n"
     start_response("404 Not Found", [("Content-Type", "text/plain"),

@@ -11,6 +11,7 @@ nothing of HTTP, WSGI or Django.
 from __future__ import annotations
 
 import ctypes
+import os
 from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_long, c_short, c_void_p
 from typing import Any
 
@@ -21,16 +22,22 @@ class LibeventMissing(ImportError):
     """libevent 2.1 is not installed."""
 
 
-def _load() -> ctypes.CDLL:
+def _load(kind: type[ctypes.CDLL]) -> ctypes.CDLL:
     try:
-        return ctypes.CDLL(LIBRARY)
+        return kind(LIBRARY)
     except OSError as exc:
         raise LibeventMissing(
             f"cannot load {LIBRARY} ({exc}); install it with: apt-get install libevent-2.1-7"
         ) from None
 
 
-lib = _load()
+# Two handles on the one library.  Only the dispatch, which sleeps in epoll, lets
+# other threads run meanwhile (``CDLL`` releases the GIL around a call).  Every other
+# call returns at once and keeps the GIL (``PyDLL``): the loop thread then does not
+# queue for the GIL again behind a pool thread running a view after each
+# event_add/event_del (with CPU-bound views that wait is up to a switch interval).
+lib = _load(ctypes.CDLL)
+held = _load(ctypes.PyDLL)
 
 # -- constants (event2/event.h) ---------------------------------------------------------
 EV_READ = 0x02
@@ -53,10 +60,10 @@ class timeval(Structure):
 event_callback_fn = CFUNCTYPE(None, c_int, c_short, c_void_p)
 
 
-def _declare(name: str, restype: object, *argtypes: object) -> Any:
+def _declare(name: str, restype: object, *argtypes: object, releases_gil: bool = False) -> Any:
     """The C function ``name`` with its result and argument types set (a pointer
     result must be ``c_void_p``: the default ``int`` would truncate it)."""
-    fn = getattr(lib, name)
+    fn = getattr(lib if releases_gil else held, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
     return fn
@@ -66,7 +73,7 @@ P = c_void_p
 # event base and events
 event_base_new = _declare("event_base_new", P)
 event_base_free = _declare("event_base_free", None, P)
-event_base_dispatch = _declare("event_base_dispatch", c_int, P)
+event_base_dispatch = _declare("event_base_dispatch", c_int, P, releases_gil=True)
 event_base_loopbreak = _declare("event_base_loopbreak", c_int, P)
 event_base_loopexit = _declare("event_base_loopexit", c_int, P, POINTER(timeval))
 event_new = _declare("event_new", P, P, c_int, c_short, event_callback_fn, P)
@@ -79,3 +86,45 @@ event_get_version = _declare("event_get_version", c_char_p)
 
 def version() -> str:
     return str(event_get_version().decode())
+
+
+# -- socket I/O that keeps the GIL ---------------------------------------------------------
+# ``socket.send``/``recv`` release the GIL around the system call.  On a non-blocking
+# socket the call returns at once, and releasing costs the loop thread a wait for the
+# GIL to come back, up to a switch interval per call when pool threads run pure-Python
+# views.  These call the C library directly and keep the GIL; they raise as the socket
+# methods do (``BlockingIOError``, ``InterruptedError``, other ``OSError``).
+_libc = ctypes.PyDLL(None, use_errno=True)
+_send = _libc.send
+_send.restype = ctypes.c_ssize_t
+_send.argtypes = [c_int, c_char_p, ctypes.c_size_t, c_int]
+_recv = _libc.recv
+_recv.restype = ctypes.c_ssize_t
+_recv.argtypes = [c_int, c_void_p, ctypes.c_size_t, c_int]
+MSG_NOSIGNAL = 0x4000  # a closed peer is an EPIPE error, not a SIGPIPE
+RECV_BUFFER = 64 * 1024
+_recv_buffer = ctypes.create_string_buffer(RECV_BUFFER)  # the loop thread's only
+
+
+def _error() -> OSError:
+    code = ctypes.get_errno()
+    return OSError(code, os.strerror(code))  # OSError picks the subclass by errno
+
+
+def send(fd: int, data: bytes) -> int:
+    """send(2) on a non-blocking socket, keeping the GIL: the bytes taken."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    sent = _send(fd, data, len(data), MSG_NOSIGNAL)
+    if sent < 0:
+        raise _error()
+    return int(sent)
+
+
+def recv(fd: int, size: int = RECV_BUFFER) -> bytes:
+    """recv(2) on a non-blocking socket, keeping the GIL (loop thread only: one
+    buffer); ``b""`` at the end of the stream."""
+    got = _recv(fd, _recv_buffer, min(size, RECV_BUFFER), 0)
+    if got < 0:
+        raise _error()
+    return ctypes.string_at(_recv_buffer, got)

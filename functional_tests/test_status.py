@@ -118,7 +118,7 @@ def test_status_page_for_staff_only_with_live_totals(own_server, browser_factory
         return points[0] >= 3 and points[1] >= 1 and points[2] >= 1
 
     until(staff, charted, "charts with samples, the parked polls and their deliveries")
-    assert len(staff.find_elements(By.CSS_SELECTOR, ".status-charts canvas")) == 4
+    assert len(staff.find_elements(By.CSS_SELECTOR, ".status-charts canvas")) == 6
     # Each chart says what it measures; at 1200 px the table needs no scrollbar and the
     # charts fill their rows (no empty cell).
     for figure in staff.find_elements(By.CSS_SELECTOR, ".status-charts figure"):

@@ -125,7 +125,7 @@ class HTTPConnection:
     """One accepted socket, served request after request."""
 
     __slots__ = (
-        "owner", "sock", "peer", "reader", "state", "read_watch", "closed_watch",
+        "owner", "sock", "fd", "peer", "reader", "state", "read_watch", "closed_watch",
         "write_watch", "out", "after_flush", "unparsed", "deadline", "timer", "exchange",
         "body_mark", "serving", "key", "on_flushed", "body_held", "queued",
     )
@@ -134,6 +134,7 @@ class HTTPConnection:
                  key: str) -> None:
         self.owner = owner
         self.sock = sock
+        self.fd = sock.fileno()  # -1 once closed
         self.peer = peer
         self.key = key  # whom the per-client connection cap counts this against
         self.reader = http1.RequestReader(owner.limits)
@@ -235,7 +236,7 @@ class HTTPConnection:
 
     def on_readable(self) -> None:
         try:
-            data = self.sock.recv(RECV_SIZE)
+            data = ev.recv(self.fd, RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -323,15 +324,17 @@ class HTTPConnection:
         """A request is being served by ``exchange``."""
         self.exchange = exchange
 
-    def suspend(self) -> None:
-        """The response waits (parked or streaming): stop reading, watch for a close.
+    def suspend(self, *, keep_parser: bool = False) -> None:
+        """The response waits (parked, streaming, or made on another thread): stop
+        reading, watch for a close.
 
         A parser with nothing in it is dropped meanwhile (made again at the next read):
-        thousands of parked requests then hold no llhttp state.
+        thousands of parked requests then hold no llhttp state.  ``keep_parser`` for
+        a wait expected to be short (a view running on a thread).
         """
         if self.state is not ConnState.BUSY and self.state is not ConnState.CLOSED:
             self._enter(ConnState.BUSY)
-        if self.reader is not _NO_READER and not self.has_input():
+        if not keep_parser and self.reader is not _NO_READER and not self.has_input():
             self.reader = _NO_READER
 
     def write(self, data: bytes) -> None:
@@ -343,7 +346,7 @@ class HTTPConnection:
             self.queued += len(data)
             return
         try:
-            sent = self.sock.send(data)
+            sent = ev.send(self.fd, data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
@@ -366,7 +369,7 @@ class HTTPConnection:
         out = self.out
         data = out[0] if len(out) == 1 else b"".join(out)
         try:
-            sent = self.sock.send(data)
+            sent = ev.send(self.fd, data)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -473,6 +476,7 @@ class HTTPConnection:
         self.owner.body_bytes -= self.body_held
         self.body_held = 0
         exchange, self.exchange = self.exchange, None
+        self.fd = -1  # the number may be reused by the next accept
         try:
             self.sock.close()
         finally:

@@ -32,7 +32,7 @@ from comet_server.protocol.wsgi_environ import base_environ, build_environ
 from comet_server.push.hub import Hub
 from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents
 from comet_server.serving.config import ServerConfig
-from comet_server.serving.exchange import Exchange, Phase, WSGIApp
+from comet_server.serving.exchange import Exchange, Phase, Resumptions, WSGIApp
 from comet_server.serving.metrics import (
     STATUS_CLASSES,
     LagProbe,
@@ -41,6 +41,7 @@ from comet_server.serving.metrics import (
     exposition,
     process_figures,
 )
+from comet_server.serving.pool import WorkerPool
 
 log = logging.getLogger("comet_server.serving.server")
 access_log = logging.getLogger("comet_server.access")
@@ -114,6 +115,11 @@ class CometServer:
                                  max_per_client=self.max_per_client,
                                  proxies=frozenset(cfg.forwarded_allow_ips))
         hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
+        # Application code runs on these threads; the loop applies what they make.
+        self.pool = WorkerPool(self.loop, cfg.threads, cfg.max_queued)
+        self.resumptions = Resumptions(self.loop, self.pool)
+        if cfg.threads:
+            self.loop.call_later(min(1.0, cfg.slow_request / 2), self._watch_slow)
         hub.set_signal_window(cfg.signal_window, self.loop.call_later)
         # Metrics: four numbers a response on the request path, folded when read.
         self.metrics: ServerMetrics | None = None
@@ -230,6 +236,7 @@ class CometServer:
             "body_bytes_held": self.body_bytes,
             "published_total": self.hub.published_total,
             "waiters": self.hub.waiting(),
+            **self.pool_figures(),
             "signal_windows_open": self.hub.signal_windows(),
             "caps": {
                 "max_connections": acceptor.max_connections,
@@ -240,6 +247,7 @@ class CometServer:
                 "head_timeout_s": self.head_timeout,
                 "keepalive_timeout_s": self.keepalive_timeout,
                 "max_stream_buffer": self.max_stream_buffer,
+                "max_queued": self.pool.queue_depth,
                 "signal_window_s": self.config.signal_window,
             },
             "cap_hits": dict(acceptor.hits),
@@ -254,6 +262,9 @@ class CometServer:
         metrics = self.metrics
         assert metrics is not None
         metrics.fold()
+        waits = self.pool.take_waits()
+        if waits:
+            metrics.queued_seconds.observe_many(waits)
         acceptor = self.acceptor
         broker = self.hub.broker
         by_class = metrics.responses_by_class
@@ -284,12 +295,20 @@ class CometServer:
             "fanout_seconds": metrics.fanout_seconds.to_json(),
             "loop_lag_seconds": metrics.loop_lag_seconds.to_json(),
             "loop_lag_last_s": metrics.last_lag,
+            **self.pool_figures(),
+            "queued_seconds": metrics.queued_seconds.to_json(),
             "broker": None if broker is None else {
                 "connected": bool(getattr(broker, "connected", True)),
                 "reconnects": int(getattr(broker, "reconnects", 0))},
             **process_figures(),
         }
         return snap
+
+    def pool_figures(self) -> dict[str, int]:
+        """The pool's figures (stats, metrics, the status page)."""
+        pool = self.pool
+        return {"threads": pool.threads, "threads_busy": pool.busy, "queued": pool.queued,
+                "queue_refused_total": pool.refused_total}
 
     def worker_snapshots(self) -> list[dict[str, Any]]:
         """Every worker's snapshot: this one's now, the others' from their files."""
@@ -349,6 +368,16 @@ class CometServer:
 
     # -- running and draining -------------------------------------------------------
 
+    def _watch_slow(self) -> None:
+        """Log, once each, the jobs that run longer than --slow-request, with the
+        stack of their thread (as gunicorn logs a timed-out worker; the worker here
+        goes on: its loop still turns)."""
+        threshold = self.config.slow_request
+        for label, seconds, stack in self.pool.slow(threshold):
+            log.warning("slow request: %s has run for %.1fs (--slow-request %g); its "
+                        "thread's stack:\n%s", label, seconds, threshold, stack.rstrip())
+        self.loop.call_later(min(1.0, threshold / 2), self._watch_slow)
+
     def serve_forever(self, *, handle_signals: bool = True) -> None:
         """Run until SIGTERM/SIGINT (when on the main thread) or ``shutdown()``."""
         if handle_signals:
@@ -366,6 +395,8 @@ class CometServer:
             self.acceptor.close()
             for conn in list(self.connections):
                 conn.close()
+            # Views still running past the grace are left to the process's exit.
+            self.pool.close(timeout=0.1)
             self.loop.close()
 
     def shutdown(self) -> None:
@@ -376,8 +407,9 @@ class CometServer:
             log.warning("stopping now")
             self.loop.stop()
             return
-        log.info("draining: %d connections, %d parked, %d streaming (%d event streams)",
-                 len(self.connections), self.parked, self.streaming, self.following)
+        log.info("draining: %d connections, %d parked, %d streaming (%d event streams), "
+                 "%d running on threads, %d queued", len(self.connections), self.parked,
+                 self.streaming, self.following, self.pool.busy, self.pool.queued)
         self.stopping = True
         self.acceptor.close()
         parked: list[Exchange] = []

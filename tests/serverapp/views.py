@@ -124,3 +124,22 @@ def block(request: HttpRequest) -> HttpResponse:
     """Block the worker's event loop for ``s`` seconds (a hung view, for supervision)."""
     time.sleep(float(request.GET.get("s", "1000")))
     return HttpResponse(b"unblocked", content_type="text/plain")
+
+
+def spin(request: HttpRequest) -> HttpResponse:
+    """Hold the GIL in pure Python for ``s`` seconds (a CPU-bound view)."""
+    end = time.perf_counter() + float(request.GET.get("s", "1"))
+    count = 0
+    while time.perf_counter() < end:
+        count += 1
+    return HttpResponse(str(count).encode(), content_type="text/plain")
+
+
+def db_backend(request: HttpRequest) -> JsonResponse:
+    """The database backend this request's thread uses (after ``s`` seconds in it)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), pg_sleep(%s)", [float(request.GET.get("s", "0"))])
+        pid = cursor.fetchone()[0]
+    return JsonResponse({"pid": pid})

@@ -87,6 +87,23 @@
               value: function (feed, previous) {
                 return rate(feed, previous, function (t) { return t.delivered_total; });
               }}]},
+    {key: "threads", title: "Application threads",
+     what: "Pool threads running views and renderers at each reading, and requests " +
+           "queued for a thread (parked long-polls and streams hold none).",
+     lines: [{label: "busy", color: "#2257d6",
+              value: function (feed) { return feed.total.threads_busy || 0; }},
+             {label: "queued", color: "#b4234f",
+              value: function (feed) { return feed.total.queued || 0; }}]},
+    {key: "queue-wait", title: "Time queued for a thread, p99 of each interval (ms)",
+     what: "How long requests and renders waited for a free pool thread: the 99th " +
+           "percentile between two readings (bucket bound). Near 0 unless every thread " +
+           "is busy.",
+     lines: [{label: "queued p99 (ms)", color: "#8e3db8",
+              value: function (feed, previous) {
+                if (!previous || !previous.running) { return null; }
+                var q = p99(feed.total.queued_seconds, previous.total.queued_seconds);
+                return q === null ? null : q * 1000;
+              }}]},
     {key: "lag", title: "Event-loop lag, p99 of each interval (ms)",
      what: "How late the loop's timer probes ran: the 99th percentile of the probes " +
            "between two readings, rounded up to the bound of its histogram bucket. " +
@@ -125,6 +142,15 @@
      value: function (w) { return sum(w.cap_hits); }},
     {field: "lag", label: "loop lag", what: "lateness of the latest loop probe",
      value: function (w) { return ms(w.loop_lag_last_s); }},
+    {field: "threads", label: "threads",
+     what: "pool threads running application code / pool threads",
+     value: function (w) { return (w.threads_busy || 0) + "/" + (w.threads || 0); }},
+    {field: "queued", label: "queued",
+     what: "requests waiting for a pool thread (and how many were refused with 503)",
+     value: function (w) {
+       return (w.queued || 0) + (w.queue_refused_total ?
+                                 " (" + w.queue_refused_total + " refused)" : "");
+     }},
     {field: "rss", label: "memory", what: "resident memory (RSS)",
      value: function (w) { return mib(w.rss_bytes); }},
     {field: "fds", label: "fds", what: "open file descriptors",
