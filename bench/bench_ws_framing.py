@@ -52,43 +52,50 @@ def main() -> None:
     print(f"{'payload':>8} {'direction':<22} {'websockets µs':>14} {'wsproto µs':>11} "
           f"{'wsproto/websockets':>19}")
     for size in SIZES:
-        text = ("é" * (size // 2))[: size // 2]
-        payload = text.encode()
-
-        # server -> client: one unmasked frame, made once per broadcast.
-        def ws_make() -> bytes:
-            return Frame(Opcode.TEXT, payload).serialize(mask=False)
-
-        wsp = FrameProtocol(client=False, extensions=[])
-
-        def wsproto_make() -> bytes:
-            return wsp.send_data(text, fin=True)
-
-        assert ws_make() == wsproto_make()
-        a = per_call(ws_make, args.seconds)
-        b = per_call(wsproto_make, args.seconds)
-        print(f"{len(payload):>8} {'server->client make':<22} {a:>14.2f} {b:>11.2f} {b / a:>19.2f}")
-
-        # client -> server: parse a masked frame into one text message.
-        wire = masked_frame(payload)
-        proto = Protocol(Side.SERVER, state=State.OPEN, max_size=1 << 20)
-
-        def ws_parse() -> object:
-            proto.receive_data(wire)
-            return proto.events_received()[0].data
-
-        conn = Connection(ConnectionType.SERVER)
-
-        def wsproto_parse() -> object:
-            conn.receive_data(wire)
-            return next(conn.events()).data
-
-        assert ws_parse() == payload and wsproto_parse() == text
-        a = per_call(ws_parse, args.seconds)
-        b = per_call(wsproto_parse, args.seconds)
-        print(f"{len(payload):>8} {'client->server parse':<22} {a:>14.2f} {b:>11.2f} {b / a:>19.2f}")
+        rows(size, args.seconds)
     print(f"(pid {os.getpid()}; websockets speedups: "
           f"{'C' if _has_speedups() else 'pure Python'})")
+
+
+def rows(size: int, seconds: float) -> None:
+    """The two rows of one payload size."""
+    text = ("é" * (size // 2))[: size // 2]
+    payload = text.encode()
+
+    # server -> client: one unmasked frame, made once per broadcast.
+    def ws_make() -> bytes:
+        return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+    wsp = FrameProtocol(client=False, extensions=[])
+
+    def wsproto_make() -> bytes:
+        return wsp.send_data(text, fin=True)
+
+    assert ws_make() == wsproto_make()
+    a = per_call(ws_make, seconds)
+    b = per_call(wsproto_make, seconds)
+    print(f"{len(payload):>8} {'server->client make':<22} {a:>14.2f} {b:>11.2f} "
+          f"{b / a:>19.2f}")
+
+    # client -> server: parse a masked frame into one text message.
+    wire = masked_frame(payload)
+    proto = Protocol(Side.SERVER, state=State.OPEN, max_size=1 << 20)
+
+    def ws_parse() -> object:
+        proto.receive_data(wire)
+        return proto.events_received()[0].data
+
+    conn = Connection(ConnectionType.SERVER)
+
+    def wsproto_parse() -> object:
+        conn.receive_data(wire)
+        return next(conn.events()).data
+
+    assert ws_parse() == payload and wsproto_parse() == text
+    a = per_call(ws_parse, seconds)
+    b = per_call(wsproto_parse, seconds)
+    print(f"{len(payload):>8} {'client->server parse':<22} {a:>14.2f} {b:>11.2f} "
+          f"{b / a:>19.2f}")
 
 
 def _has_speedups() -> bool:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from comet_server.push.hub import Event, Hub
@@ -101,6 +101,44 @@ class FollowEvents:
 
 
 Wait = Sleep | WaitForEvents | FollowEvents
+
+
+class SocketHandle(Protocol):
+    """One open WebSocket, as its ``on_message`` sees it.  Safe from any thread (the
+    calls are carried to the loop); both do nothing once the socket is closing."""
+
+    def send(self, message: str | bytes) -> None:
+        """Send a message to this socket only (``str``: text, ``bytes``: binary)."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake with ``code``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SocketPlan:
+    """What a WebSocket does once its handshake is accepted: the server's half of
+    a view's ``websocket(...)``.
+
+    First the ``opening`` messages (text, UTF-8 bytes), then every event on
+    ``channels`` past ``after`` as the message ``frame(event)`` (UTF-8 bytes, or
+    ``b""`` to skip it): made once per batch and written, as the same frame bytes,
+    to every socket the batch reaches, so ``frame`` must be hashable like a
+    renderer.  Each message the client sends goes to ``on_message(handle, message)``
+    (``str`` for text, ``bytes`` for binary) on the thread pool, one at a time per
+    socket in the order received.  ``on_close(code)`` runs once at the end: the close
+    code received or sent, ``None`` if the connection was lost without one.
+    """
+
+    channels: tuple[str, ...] = ()
+    after: int | None = None
+    frame: Callable[[Event], bytes] | None = None
+    opening: tuple[bytes, ...] = ()
+    on_message: Callable[[SocketHandle, str | bytes], object] | None = None
+    on_close: Callable[[int | None], object] | None = None
+
+    def __post_init__(self) -> None:
+        if self.channels and self.frame is None:
+            raise ValueError("a SocketPlan that follows channels needs a frame function")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,15 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 from comet_server.protocol import http1
 from comet_server.protocol.responder import Responder
+from comet_server.protocol.websocket import Handshake
 from comet_server.push.waits import (
     CoroutineDriver,
     Delivery,
     FollowEvents,
     Sleep,
+    SocketPlan,
     StreamEnd,
     WaitForEvents,
     frame_all,
 )
+from comet_server.serving import websocket
 
 if TYPE_CHECKING:
     from comet_server.loop import Timer
@@ -124,6 +127,11 @@ class Exchange:
         """Call the application and send or park its response."""
         try:
             result = self.result = app(environ, self.start_response)
+            handshake = environ.get("comet.websocket")
+            plan = None if handshake is None else getattr(result, "comet_websocket", None)
+            if plan is not None and handshake is not None:
+                self.upgrade(handshake, plan)
+                return
             factory = None if type(result) is list else getattr(result, "comet_coroutine", None)
             if factory is not None:
                 self.driver = CoroutineDriver(factory())
@@ -140,6 +148,13 @@ class Exchange:
             self.finish()
         except APPLICATION_ERRORS:
             self.fail("application error")
+
+    def upgrade(self, handshake: Handshake, plan: SocketPlan) -> None:
+        """The application accepted a WebSocket: this exchange ends (its response
+        closed, so Django finishes the request) and the connection leaves HTTP."""
+        self.phase = Phase.DONE
+        self._release()
+        websocket.upgrade(self.server, self.conn, handshake, plan, self.response)
 
     # -- driving a comet coroutine ---------------------------------------------------
 

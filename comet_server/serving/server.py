@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from comet_server.loop import EventLoop
-from comet_server.protocol import http1
+from comet_server.protocol import http1, websocket
 from comet_server.protocol.acceptor import Acceptor
 from comet_server.protocol.connection import ConnState, HTTPConnection
 from comet_server.protocol.wsgi_environ import base_environ, build_environ
@@ -42,6 +42,7 @@ from comet_server.serving.metrics import (
     exposition,
     process_figures,
 )
+from comet_server.serving.websocket import WebSocketSession, run_inline
 
 log = logging.getLogger("comet_server.serving.server")
 access_log = logging.getLogger("comet_server.access")
@@ -86,7 +87,8 @@ class CometServer:
         self.parked = 0  # exchanges waiting (long-polls, timers)
         self.streaming = 0  # responses whose body is under way
         self.following = 0  # event streams following the hub
-        self.slow_streams = 0  # event streams cut for holding too much unread
+        self.slow_streams = 0  # event streams and WebSockets cut for holding too much unread
+        self.websockets = 0  # open WebSockets
         self.max_stream_buffer = cfg.max_stream_buffer
         self.requests_total = 0
         self.refused_total: Counter[int] = Counter()
@@ -155,6 +157,16 @@ class CometServer:
             forwarded = forwarded_client(request.headers, self.forwarded_allow)
             if forwarded is not None:
                 remote = (forwarded, "")
+        handshake = None
+        if request.headers and websocket.is_upgrade(request):
+            try:
+                if self.stopping:
+                    raise http1.ProtocolError(503, "Service Unavailable", "draining")
+                handshake = websocket.accept(
+                    request, max_message=self.config.websocket_max_message)
+            except http1.ProtocolError as error:
+                conn.refuse(error)
+                return
         exchange = Exchange(self, conn, request, remote[0])
         conn.begin(exchange)
         if remote is not conn.peer and self.max_per_client:
@@ -177,6 +189,8 @@ class CometServer:
             version=request.version, headers=request.headers, read_body=lambda: body,
             remote=remote,
         )
+        if handshake is not None:
+            environ["comet.websocket"] = handshake
         try:
             exchange.run(self.app, environ)
         except BaseException as exc:
@@ -185,6 +199,13 @@ class CometServer:
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 raise
             log.exception("error serving a request")
+
+    def run_job(self, job: Callable[[], Any], done: Callable[[BaseException | None], None],
+                *, label: str = "") -> None:
+        """Run application code (a WebSocket's ``on_message``) off the loop when there
+        is a pool, else here; ``done(error or None)`` on the loop thread."""
+        del label
+        run_inline(job, done)
 
     def release_client(self, exchange: Exchange) -> None:
         """A request counted against its (proxied) client's cap is over."""
@@ -225,6 +246,7 @@ class CometServer:
             "streaming": self.streaming,
             "event_streams": self.following,
             "event_streams_cut_slow": self.slow_streams,
+            "websockets": self.websockets,
             "connections": len(self.connections),
             "connections_by_state": dict(states),
             "requests_total": self.requests_total,
@@ -384,6 +406,8 @@ class CometServer:
             exchange = conn.exchange
             if isinstance(exchange, Exchange):
                 parked.append(exchange)
+            elif isinstance(conn.upgraded, WebSocketSession):
+                conn.upgraded.going_away()  # close 1001: the client reconnects elsewhere
             elif conn.state is ConnState.IDLE:
                 # Between requests: closing is safe (a fresh connection whose request
                 # is on its way is left to be served, with Connection: close).
