@@ -165,7 +165,8 @@ def websocket(request: HttpRequest, *, channels: str | Iterable[str] = (),
               after: int | None = None, render: Callable[[Event], Any] | None = None,
               replay: Iterable[Event] = (), first: Iterable[Any] = (),
               on_message: Callable[[Socket, str | bytes], object] | None = None,
-              on_close: Callable[[int | None], object] | None = None) -> HttpResponse:
+              on_close: Callable[[int | None], object] | None = None,
+              lifetime: float | None = None) -> HttpResponse:
     """Accept a WebSocket handshake (see the module docstring).
 
     ``first`` are messages sent first (``str`` or JSON-able); ``replay`` the events the
@@ -176,6 +177,10 @@ def websocket(request: HttpRequest, *, channels: str | Iterable[str] = (),
     ``event_stream``.  ``on_message(socket, message)`` gets each message the client
     sends (``str`` or ``bytes``); ``on_close(code)`` runs once when the socket ends
     (the close code, or ``None`` when the connection was lost without one).
+    ``lifetime``: seconds after which the server closes the socket (1000, reason
+    ``lifetime``; less up to 10%) and the client resumes, as an event stream's does:
+    what a page holds for its visit (presence) is renewed, and sockets rebalance
+    across processes.  ``None``: open until either side closes it.
     """
     if HANDSHAKE_KEY not in request.META:
         if "websocket" in request.headers.get("Upgrade", "").lower():
@@ -203,5 +208,6 @@ def websocket(request: HttpRequest, *, channels: str | Iterable[str] = (),
         opening.extend(frame(event) for event in replayed)
     plan = SocketPlan(names, after, frame, tuple(p for p in opening if p),
                       _OnMessage(on_message) if on_message is not None else None,
-                      _OnClose(on_close) if on_close is not None else None)
+                      _OnClose(on_close) if on_close is not None else None,
+                      None if lifetime is None else float(lifetime))
     return WebSocketResponse(plan)

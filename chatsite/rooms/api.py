@@ -39,11 +39,14 @@ def messages(request: HttpRequest, slug: str) -> HttpResponse:
     if room is None:
         return _no_room()
     if request.method == "POST":
-        return _post(request, room)
+        return post(request, room)
     return _older(request, room)
 
 
-def _post(request: HttpRequest, room: Room) -> JsonResponse:
+def post(request: HttpRequest, room: Room) -> JsonResponse:
+    """Post ``request.POST["text"]`` in ``room`` as this visitor: the rate limits, the
+    guest's name rules and the validation of every post, whether it came over HTTP or
+    a WebSocket (``sockets``).  201 with the message, or the refusal."""
     limited = limits.check_post(request)
     if limited is not None:
         return limited.response()

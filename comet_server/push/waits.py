@@ -126,7 +126,9 @@ class SocketPlan:
     renderer.  Each message the client sends goes to ``on_message(handle, message)``
     (``str`` for text, ``bytes`` for binary) on the thread pool, one at a time per
     socket in the order received.  ``on_close(code)`` runs once at the end: the close
-    code received or sent, ``None`` if the connection was lost without one.
+    code received or sent, ``None`` if the connection was lost without one.  After
+    ``lifetime`` seconds (less up to 10%, as a stream's) the server closes with 1000
+    and the client reconnects and resumes, as an event stream's client does.
     """
 
     channels: tuple[str, ...] = ()
@@ -135,8 +137,11 @@ class SocketPlan:
     opening: tuple[bytes, ...] = ()
     on_message: Callable[[SocketHandle, str | bytes], object] | None = None
     on_close: Callable[[int | None], object] | None = None
+    lifetime: float | None = None
 
     def __post_init__(self) -> None:
+        if self.lifetime is not None and not self.lifetime > 0:
+            raise ValueError(f"SocketPlan needs lifetime > 0, got {self.lifetime!r}")
         if self.channels and self.frame is None:
             raise ValueError("a SocketPlan that follows channels needs a frame function")
 

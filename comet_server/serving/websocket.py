@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import random
 import sys
 import time
 from collections import deque
@@ -28,7 +29,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from comet_server.protocol import websocket as ws
-from comet_server.push.waits import Delivery, SocketPlan
+from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, SocketPlan
 
 if TYPE_CHECKING:
     from comet_server.loop import Timer
@@ -90,7 +91,7 @@ class WebSocketSession:
     __slots__ = (
         "server", "conn", "framer", "plan", "response", "phase", "follower", "inbox",
         "busy", "heard", "timer", "close_timer", "handle", "closed_told", "paused",
-        "messages_in",
+        "messages_in", "life_timer",
     )
 
     def __init__(self, server: CometServer, conn: HTTPConnection, framer: ws.WebSocketFramer,
@@ -111,6 +112,7 @@ class WebSocketSession:
         self.closed_told = False
         self.paused = False
         self.messages_in = 0
+        self.life_timer: Timer | None = None
 
     # -- opening ----------------------------------------------------------------------
 
@@ -133,6 +135,10 @@ class WebSocketSession:
             self._write(b"".join(out))
         self.timer = server.loop.call_later(server.config.websocket_ping_interval,
                                             self.on_tick)
+        if plan.lifetime is not None:
+            self.life_timer = server.loop.call_later(
+                plan.lifetime * (1 - STREAM_LIFETIME_JITTER * random.random()),
+                self.on_lifetime)
 
     # -- the hub's events ---------------------------------------------------------------
 
@@ -250,6 +256,10 @@ class WebSocketSession:
             self.framer.close(code, reason)
             self._flush()
 
+    def on_lifetime(self) -> None:
+        self.life_timer = None
+        self.close(ws.NORMAL, "lifetime")
+
     def going_away(self) -> None:
         """The server drains: close 1001, the client reconnects elsewhere."""
         self.close(ws.GOING_AWAY, "server restarting")
@@ -260,9 +270,10 @@ class WebSocketSession:
         if self.follower is not None:
             self.server.hub.unfollow(self.follower)
             self.follower = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in (self.timer, self.life_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.life_timer = None
         if phase is SocketPhase.CLOSING:
             self.inbox.clear()
             self.close_timer = self.server.loop.call_later(CLOSE_TIMEOUT, self._close_timeout)
