@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import random
+import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import replace
 from http.cookies import SimpleCookie
@@ -60,6 +61,7 @@ from comet_server.push.waits import (
     frame_all,
     iterate_blocking,
 )
+from comet_server.serving.pool import in_pool_thread
 
 
 class StagedRenderer(Protocol):
@@ -146,10 +148,12 @@ class DeferredResponse(StreamingHttpResponse):
         self.reason_phrase = status.line[4:]
 
     def close(self) -> None:
-        """Close as Django does, but under the comet server send ``request_finished``
-        once per loop turn: one publish may finish thousands of responses, and its
-        receivers (closing database connections) need not run for each of them."""
-        if not self._comet_driven:
+        """Close as Django does.  Under the comet server this runs on the pool thread
+        that ran the response's last step, so ``request_finished`` (closing database
+        connections) follows ``CONN_MAX_AGE`` per thread; with ``--threads 0`` (on the
+        loop) it is sent once per loop turn: one publish may finish thousands of
+        responses, and its receivers need not run for each of them."""
+        if not self._comet_driven or in_pool_thread():
             super().close()
             return
         for closer in self._resource_closers:
@@ -255,10 +259,38 @@ def _answer(result: Any) -> tuple[str | None, bytes]:
     return None, _body(result)
 
 
+_MEMO_LOCK = threading.Lock()  # makes each memo's own lock, once
+
+
+def _memo_lock(memo: dict[Any, Any]) -> threading.Lock:
+    """The lock of a wake-up's memo: pool threads stepping waiters of one wake-up at
+    once render each entry once (the second waits for the first's result)."""
+    lock = memo.get(_MEMO_LOCK)
+    if lock is None:
+        with _MEMO_LOCK:
+            lock = memo.get(_MEMO_LOCK)
+            if lock is None:
+                lock = memo[_MEMO_LOCK] = threading.Lock()
+    return lock
+
+
 def _render_once(delivery: Delivery, render: Renderer,
                  after: int | None) -> tuple[str | None, bytes]:
     """Render a delivery, sharing the work with every waiter woken alongside: one
     ``prepare`` per renderer and events, one body per distinct answer."""
+    memo = delivery.memo
+    body_key: tuple[Any, ...]
+    if getattr(render, "prepare", None) is None:
+        body_key = (render, id(delivery.events), after)
+        body = memo.get(body_key)  # the common hit: no lock
+        if body is not None and body[0] is delivery.events:
+            return body[1]
+    with _memo_lock(memo):
+        return _render_locked(delivery, render, after)
+
+
+def _render_locked(delivery: Delivery, render: Renderer,
+                   after: int | None) -> tuple[str | None, bytes]:
     memo, events = delivery.memo, delivery.events
     events_key = _events_key(memo, events)
     prepare = getattr(render, "prepare", None)
@@ -267,6 +299,8 @@ def _render_once(delivery: Delivery, render: Renderer,
         body = memo.get(body_key)
         if body is None:
             body = memo[body_key] = _answer(render(events, after))  # type: ignore[operator]
+            # The fast path's key: this list of events (kept alive by the entry).
+            memo[(render, id(events), after)] = (events, body)
         return body
     prepared_key = ("prepared", render, events_key)
     if prepared_key in memo:

@@ -73,8 +73,9 @@ def test_exposition_counts_a_known_load(start_server) -> None:
 
 
 def test_loop_lag_shows_a_view_that_blocks_the_loop(start_server) -> None:
-    """A view sleeping 0.6 s holds the loop: the lag probe fires that late once."""
-    server = start_server()
+    """A view sleeping 0.6 s on the loop (--threads 0: no pool) holds it: the lag
+    probe fires that late once."""
+    server = start_server("--threads", "0")
     before = scrape(server.port)
     slow_before = before.value("comet_loop_lag_seconds_count") - \
         before.value("comet_loop_lag_seconds_bucket", le="0.25")

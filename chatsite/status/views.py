@@ -42,7 +42,8 @@ FIELDS = ("worker", "connections", "accepted_total", "requests_total", "parked",
           "event_streams", "waiters", "published_total", "delivered_total", "responses",
           "not_delivered", "bytes_written", "accepting", "stopping", "cap_hits", "rss_bytes",
           "open_fds", "uptime_s", "loop_lag_last_s", "loop_lag_seconds", "fanout_seconds",
-          "broker")
+          "broker", "threads", "threads_busy", "queued", "queue_refused_total",
+          "queued_seconds")
 
 
 def _slim(snapshot: dict[str, Any]) -> dict[str, Any]:

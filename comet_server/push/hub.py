@@ -20,7 +20,6 @@ This module knows nothing of HTTP, Django or libevent.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -28,7 +27,9 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+# Event lives beside the waits (what a response waits for); it is public here too.
 from comet_server.push.waits import Delivery
+from comet_server.push.waits import Event as Event
 
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop
@@ -38,38 +39,6 @@ log = logging.getLogger(__name__)
 Scheduler = Callable[[Callable[[], None]], object]
 FAN_OUT_SLICE = 500  # at most this many waiters woken per loop turn...
 FAN_OUT_SLICE_SECONDS = 0.02  # ...and no more once a slice has worked this long
-
-
-class Event:
-    """One published event.  ``cursor`` orders events of a channel; ``None`` marks a
-    signal (presence, typing...) that wakes current waiters but is not replayed."""
-
-    __slots__ = ("channel", "cursor", "payload", "_json")
-
-    def __init__(self, channel: str, payload: Any, cursor: int | None = None) -> None:
-        self.channel = channel
-        self.payload = payload
-        self.cursor = cursor
-        self._json: bytes | None = None
-
-    def to_json(self) -> bytes:
-        """The event as JSON, serialised once however many waiters it reaches."""
-        if self._json is None:
-            self._json = json.dumps(
-                {"channel": self.channel, "cursor": self.cursor, "payload": self.payload},
-                separators=(",", ":"),
-            ).encode()
-        return self._json
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> Event:
-        obj = json.loads(data)
-        event = cls(obj["channel"], obj.get("payload"), obj.get("cursor"))
-        event._json = data if isinstance(data, bytes) else data.encode()
-        return event
-
-    def __repr__(self) -> str:
-        return f"Event({self.channel!r}, cursor={self.cursor!r})"
 
 
 class Broker(Protocol):

@@ -14,16 +14,56 @@ This module knows nothing of HTTP, Django or libevent.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from comet_server.push.hub import Event, Hub
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Event:
+    """One published event.  ``cursor`` orders events of a channel; ``None`` marks a
+    signal (presence, typing...) that wakes current waiters but is not replayed."""
+
+    __slots__ = ("channel", "cursor", "payload", "_json")
+
+    def __init__(self, channel: str, payload: Any, cursor: int | None = None) -> None:
+        self.channel = channel
+        self.payload = payload
+        self.cursor = cursor
+        self._json: bytes | None = None
+
+    def to_json(self) -> bytes:
+        """The event as JSON, serialised once however many waiters it reaches."""
+        if self._json is None:
+            self._json = json.dumps(
+                {"channel": self.channel, "cursor": self.cursor, "payload": self.payload},
+                separators=(",", ":"),
+            ).encode()
+        return self._json
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Event:
+        obj = json.loads(data)
+        event = cls(obj["channel"], obj.get("payload"), obj.get("cursor"))
+        event._json = data if isinstance(data, bytes) else data.encode()
+        return event
+
+    def __repr__(self) -> str:
+        return f"Event({self.channel!r}, cursor={self.cursor!r})"
+
+
+class BlockingHub(Protocol):
+    """What ``iterate_blocking`` needs of the hub (``comet_server.push.hub.Hub``)."""
+
+    def wait_blocking(self, channels: tuple[str, ...], after: int | None,
+                      timeout: float) -> Delivery: ...
+
+    def follow_blocking(self, channels: tuple[str, ...], after: int | None,
+                        heartbeat: float, duration: float) -> Iterator[Delivery]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +270,7 @@ class CoroutineDriver:
         self.coroutine.close()
 
 
-def iterate_blocking(coroutine: CometCoroutine, hub: Hub,
+def iterate_blocking(coroutine: CometCoroutine, hub: BlockingHub,
                      on_status: Callable[[Status], None] | None = None) -> Iterator[bytes]:
     """Run a comet coroutine on the calling thread, blocking on each wait.
 
@@ -262,7 +302,7 @@ def iterate_blocking(coroutine: CometCoroutine, hub: Hub,
         driver.close()
 
 
-def _follow_blocking(wait: FollowEvents, hub: Hub) -> Generator[bytes, None, StreamEnd]:
+def _follow_blocking(wait: FollowEvents, hub: BlockingHub) -> Generator[bytes, None, StreamEnd]:
     """A stream on the calling thread: write each batch's frames, ping when idle,
     until ``duration`` passes (the thread is held all along)."""
     batches = hub.follow_blocking(wait.channels, wait.after, wait.heartbeat or STREAM_HEARTBEAT,

@@ -91,11 +91,21 @@ class ServerConfig:
     websocket_idle_timeout: float = option(60.0, "seconds without hearing from a WebSocket "
                                            "client (not even a pong) before its connection "
                                            "is dropped", minimum=0.2)
+    threads: int = option(8, "threads that run application code (the WSGI call, the "
+                          "body, renders of woken long-polls and event streams); a parked "
+                          "or streaming response holds none (0: run it all on the event "
+                          "loop's thread, one step at a time)", minimum=0)
+    max_queued: int = option(128, "requests that may wait for a free thread; past it 503 "
+                             "with Retry-After (parked polls, streams and health checks "
+                             "are served meanwhile)", minimum=1)
+    slow_request: float = option(30.0, "seconds a request's application code may run "
+                                 "before its thread's stack is logged (once)", minimum=0.1)
     shutdown_grace: float = option(5.0, "seconds a drain may take before the rest is "
                                    "closed", minimum=0)
     worker_timeout: float = option(30.0, "seconds a pre-fork worker may go without a "
-                                   "heartbeat (its loop blocked) before the master kills "
-                                   "and replaces it", minimum=1)
+                                   "heartbeat (its event loop blocked; views run on threads "
+                                   "and do not count) before the master kills and replaces "
+                                   "it", minimum=1)
     stats_path: str = option("/_comet/stats", "path of the JSON stats ('' disables them)")
     stats_public: bool = option(False, "answer stats and metrics to any client, not only "
                                 "loopback ones")

@@ -46,6 +46,7 @@ REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
                    2.5, 5.0, 10.0, 30.0, 60.0)
 PARKED_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 25.0, 30.0, 60.0, 300.0)
 FANOUT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+QUEUED_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 LAG_INTERVAL = 0.1  # seconds between two loop-lag probes
@@ -101,6 +102,7 @@ class ServerMetrics:
         self.parked_seconds = Histogram(PARKED_BUCKETS)
         self.fanout_seconds = Histogram(FANOUT_BUCKETS)
         self.loop_lag_seconds = Histogram(LAG_BUCKETS)
+        self.queued_seconds = Histogram(QUEUED_BUCKETS)  # waiting for a pool thread
         self.last_lag = 0.0
 
     def fold(self) -> None:
@@ -246,6 +248,14 @@ SCALARS: tuple[tuple[str, str, str, str], ...] = (
      "body_bytes_held"),
     ("gauge", "comet_process_resident_memory_bytes", "Resident memory.", "rss_bytes"),
     ("gauge", "comet_process_open_fds", "Open file descriptors.", "open_fds"),
+    ("gauge", "comet_threads", "Threads that run application code (0: it runs on the "
+     "event loop).", "threads"),
+    ("gauge", "comet_threads_busy", "Threads running application code now.",
+     "threads_busy"),
+    ("gauge", "comet_queued", "Jobs waiting for a thread (new requests and steps of "
+     "admitted ones).", "queued"),
+    ("counter", "comet_queue_refused", "Requests answered 503 because the queue for "
+     "threads was full.", "queue_refused_total"),
     ("gauge", "comet_uptime_seconds", "Seconds since the server started.", "uptime_s"),
 )
 HISTOGRAMS = (
@@ -257,6 +267,8 @@ HISTOGRAMS = (
      "fanout_seconds"),
     ("comet_loop_lag_seconds", "How late a timer fires: the event loop's lag.",
      "loop_lag_seconds"),
+    ("comet_queued_seconds", "How long application work waited for a thread.",
+     "queued_seconds"),
 )
 
 
@@ -267,7 +279,7 @@ def _families(snapshots: list[dict[str, Any]]) -> Iterator[Metric]:
         family = (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(
             name, help_text, labels=["worker"])
         for snap in workers:
-            family.add_metric([str(snap["worker"])], float(snap[key]))
+            family.add_metric([str(snap["worker"])], float(snap.get(key, 0)))
         yield family
     rejected = CounterMetricFamily("comet_connections_rejected", "Connections refused or "
                                    "put off, by cause.", labels=["worker", "cause"])
@@ -301,7 +313,9 @@ def _families(snapshots: list[dict[str, Any]]) -> Iterator[Metric]:
     for name, help_text, key in HISTOGRAMS:
         histogram = HistogramMetricFamily(name, help_text, labels=["worker"])
         for snap in workers:
-            data = snap[key]
+            data = snap.get(key)
+            if data is None:  # a worker of an older version, during an upgrade
+                continue
             cumulative, buckets = 0, []
             for bound, count in zip([*data["bounds"], float("inf")], data["counts"],
                                     strict=True):

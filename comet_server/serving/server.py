@@ -29,11 +29,12 @@ from comet_server.loop import EventLoop
 from comet_server.protocol import http1, websocket
 from comet_server.protocol.acceptor import Acceptor
 from comet_server.protocol.connection import ConnState, HTTPConnection
+from comet_server.protocol.responder import Responder
 from comet_server.protocol.wsgi_environ import base_environ, build_environ
 from comet_server.push.hub import Hub
-from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents
+from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents, SocketPlan
 from comet_server.serving.config import ServerConfig
-from comet_server.serving.exchange import Exchange, Phase, WSGIApp
+from comet_server.serving.exchange import Exchange, Phase, Resumptions, WSGIApp
 from comet_server.serving.metrics import (
     STATUS_CLASSES,
     LagProbe,
@@ -42,7 +43,8 @@ from comet_server.serving.metrics import (
     exposition,
     process_figures,
 )
-from comet_server.serving.websocket import WebSocketSession, run_inline
+from comet_server.serving.pool import WorkerPool
+from comet_server.serving.websocket import WebSocketSession, upgrade_to_websocket
 
 log = logging.getLogger("comet_server.serving.server")
 access_log = logging.getLogger("comet_server.access")
@@ -117,6 +119,11 @@ class CometServer:
                                  max_per_client=cfg.max_connections_per_client,
                                  proxies=frozenset(cfg.forwarded_allow_ips))
         hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
+        # Application code runs on these threads; the loop applies what they make.
+        self.pool = WorkerPool(self.loop, cfg.threads, cfg.max_queued)
+        self.resumptions = Resumptions(self.loop, self.pool)
+        if cfg.threads:
+            self.loop.call_later(min(1.0, cfg.slow_request / 2), self._watch_slow)
         # Metrics: four numbers a response on the request path, folded when read.
         self.metrics: ServerMetrics | None = None
         self.store = SnapshotStore(cfg.metrics_dir) if cfg.metrics_dir else None
@@ -202,10 +209,14 @@ class CometServer:
 
     def run_job(self, job: Callable[[], Any], done: Callable[[BaseException | None], None],
                 *, label: str = "") -> None:
-        """Run application code (a WebSocket's ``on_message``) off the loop when there
-        is a pool, else here; ``done(error or None)`` on the loop thread."""
-        del label
-        run_inline(job, done)
+        """Run application code of an admitted WebSocket (``on_message``, ``on_close``)
+        on the pool; ``done(error or None)`` on the loop thread."""
+        self.pool.submit(job, lambda outcome: done(outcome.error), admit=False, label=label)
+
+    def upgrade(self, conn: HTTPConnection, handshake: websocket.Handshake, plan: SocketPlan,
+                response: Responder) -> None:
+        """A view accepted a WebSocket: the connection leaves HTTP."""
+        upgrade_to_websocket(self, conn, handshake, plan, response)
 
     def release_client(self, exchange: Exchange) -> None:
         """A request counted against its (proxied) client's cap is over."""
@@ -254,6 +265,7 @@ class CometServer:
             "body_bytes_held": self.body_bytes,
             "published_total": self.hub.published_total,
             "waiters": self.hub.waiting(),
+            **self.pool_figures(),
             "caps": {
                 "max_connections": acceptor.max_connections,
                 "max_connections_per_client": acceptor.max_per_client,
@@ -263,6 +275,7 @@ class CometServer:
                 "head_timeout_s": self.head_timeout,
                 "keepalive_timeout_s": self.keepalive_timeout,
                 "max_stream_buffer": self.max_stream_buffer,
+                "max_queued": self.pool.queue_depth,
             },
             "cap_hits": dict(acceptor.hits),
             "accepting": not acceptor.paused and not acceptor.closed,
@@ -276,6 +289,9 @@ class CometServer:
         metrics = self.metrics
         assert metrics is not None
         metrics.fold()
+        waits = self.pool.take_waits()
+        if waits:
+            metrics.queued_seconds.observe_many(waits)
         acceptor = self.acceptor
         broker = self.hub.broker
         by_class = metrics.responses_by_class
@@ -306,12 +322,20 @@ class CometServer:
             "fanout_seconds": metrics.fanout_seconds.to_json(),
             "loop_lag_seconds": metrics.loop_lag_seconds.to_json(),
             "loop_lag_last_s": metrics.last_lag,
+            **self.pool_figures(),
+            "queued_seconds": metrics.queued_seconds.to_json(),
             "broker": None if broker is None else {
                 "connected": bool(getattr(broker, "connected", True)),
                 "reconnects": int(getattr(broker, "reconnects", 0))},
             **process_figures(),
         }
         return snap
+
+    def pool_figures(self) -> dict[str, int]:
+        """The pool's figures (stats, metrics, the status page)."""
+        pool = self.pool
+        return {"threads": pool.threads, "threads_busy": pool.busy, "queued": pool.queued,
+                "queue_refused_total": pool.refused_total}
 
     def worker_snapshots(self) -> list[dict[str, Any]]:
         """Every worker's snapshot: this one's now, the others' from their files."""
@@ -370,6 +394,16 @@ class CometServer:
 
     # -- running and draining -------------------------------------------------------
 
+    def _watch_slow(self) -> None:
+        """Log, once each, the jobs that run longer than --slow-request, with the
+        stack of their thread (as gunicorn logs a timed-out worker; the worker here
+        goes on: its loop still turns)."""
+        threshold = self.config.slow_request
+        for label, seconds, stack in self.pool.slow(threshold):
+            log.warning("slow request: %s has run for %.1fs (--slow-request %g); its "
+                        "thread's stack:\n%s", label, seconds, threshold, stack.rstrip())
+        self.loop.call_later(min(1.0, threshold / 2), self._watch_slow)
+
     def serve_forever(self, *, handle_signals: bool = True) -> None:
         """Run until SIGTERM/SIGINT (when on the main thread) or ``shutdown()``."""
         if handle_signals:
@@ -387,6 +421,8 @@ class CometServer:
             self.acceptor.close()
             for conn in list(self.connections):
                 conn.close()
+            # Views still running past the grace are left to the process's exit.
+            self.pool.close(timeout=0.1)
             self.loop.close()
 
     def shutdown(self) -> None:
@@ -397,8 +433,9 @@ class CometServer:
             log.warning("stopping now")
             self.loop.stop()
             return
-        log.info("draining: %d connections, %d parked, %d streaming (%d event streams)",
-                 len(self.connections), self.parked, self.streaming, self.following)
+        log.info("draining: %d connections, %d parked, %d streaming (%d event streams), "
+                 "%d running on threads, %d queued", len(self.connections), self.parked,
+                 self.streaming, self.following, self.pool.busy, self.pool.queued)
         self.stopping = True
         self.acceptor.close()
         parked: list[Exchange] = []

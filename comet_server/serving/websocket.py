@@ -21,27 +21,42 @@ from __future__ import annotations
 import enum
 import logging
 import random
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from comet_server.protocol import websocket as ws
 from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, SocketPlan
 
 if TYPE_CHECKING:
-    from comet_server.loop import Timer
+    from comet_server.loop import EventLoop, Timer
     from comet_server.protocol.connection import HTTPConnection
     from comet_server.protocol.responder import Responder
-    from comet_server.push.hub import Event, Follower
-    from comet_server.serving.server import CometServer
+    from comet_server.push.hub import Event, Follower, Hub
+    from comet_server.serving.config import ServerConfig
+    from comet_server.serving.pool import WorkerPool
 
 log = logging.getLogger("comet_server.serving.websocket")
 
 INBOX_LIMIT = 16  # messages waiting for on_message before the socket stops reading
 CLOSE_TIMEOUT = 5.0  # seconds a close we sent waits for the client's
+
+
+class SocketOwner(Protocol):
+    """What a socket needs of its server (``SocketOwner``)."""
+
+    loop: EventLoop
+    hub: Hub
+    pool: WorkerPool
+    config: ServerConfig
+    max_stream_buffer: int
+    slow_streams: int
+    websockets: int
+
+    def run_job(self, job: Callable[[], object], done: Callable[[BaseException | None], None],
+                *, label: str = "") -> None: ...
 
 
 class SocketPhase(enum.Enum):
@@ -65,6 +80,37 @@ def _frames(frame: Callable[[Event], bytes], events: list[Event]) -> bytes:
         if payload:
             parts.append(ws.text_frame(payload))
     return b"".join(parts)
+
+
+class SocketBatch:
+    """The frames of one batch of events for every socket it reaches, made once on a
+    pool thread; sockets queue batches (``WebSocketSession.batches``) and write each
+    once made, in order."""
+
+    __slots__ = ("events", "data", "ready", "sessions")
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.data = b""
+        self.ready = False
+        self.sessions: list[WebSocketSession] = []
+
+    def made(self, data: bytes) -> None:
+        """On the loop: write the frames to the sockets waiting for them."""
+        self.data = data
+        self.ready = True
+        sessions, self.sessions = self.sessions, []
+        for session in sessions:
+            session.flush_batches()
+
+
+def make_batch(server: SocketOwner, frame: Callable[[Event], bytes],
+               events: list[Event]) -> SocketBatch:
+    batch = SocketBatch(events)
+    server.pool.submit(partial(_frames, frame, events),
+                       lambda outcome: batch.made(outcome.value or b""), admit=False,
+                       label="framing events for WebSockets")
+    return batch
 
 
 class Handle:
@@ -91,10 +137,10 @@ class WebSocketSession:
     __slots__ = (
         "server", "conn", "framer", "plan", "response", "phase", "follower", "inbox",
         "busy", "heard", "timer", "close_timer", "handle", "closed_told", "paused",
-        "messages_in", "life_timer",
+        "messages_in", "life_timer", "batches",
     )
 
-    def __init__(self, server: CometServer, conn: HTTPConnection, framer: ws.WebSocketFramer,
+    def __init__(self, server: SocketOwner, conn: HTTPConnection, framer: ws.WebSocketFramer,
                  plan: SocketPlan, response: Responder) -> None:
         self.server = server
         self.conn = conn
@@ -113,6 +159,7 @@ class WebSocketSession:
         self.paused = False
         self.messages_in = 0
         self.life_timer: Timer | None = None
+        self.batches: deque[SocketBatch] = deque()  # made on the pool, written in order
 
     # -- opening ----------------------------------------------------------------------
 
@@ -123,16 +170,16 @@ class WebSocketSession:
         server = self.server
         server.websockets += 1
         out = [ws.text_frame(text) for text in plan.opening if text]
+        if out:
+            self._write(b"".join(out))
         if plan.channels:
             assert plan.frame is not None
             after = plan.after
             ready = server.hub.events_after(plan.channels, after)
             if ready:
-                out.append(_frames(plan.frame, ready))
+                self._queue(make_batch(server, plan.frame, ready))
                 after = max(e.cursor for e in ready if e.cursor is not None)
             self.follower = server.hub.follow(plan.channels, after, self.on_events)
-        if out:
-            self._write(b"".join(out))
         self.timer = server.loop.call_later(server.config.websocket_ping_interval,
                                             self.on_tick)
         if plan.lifetime is not None:
@@ -154,11 +201,29 @@ class WebSocketSession:
         assert frame is not None
         memo = delivery.memo
         key = ("websocket", frame)
-        entry = memo.get(key)
-        if entry is None or entry[0] is not delivery.events:
-            entry = memo[key] = (delivery.events, _frames(frame, delivery.events))
-        if entry[1] and self.framer.open:
-            self._write(entry[1])
+        batch = memo.get(key)
+        if batch is None or batch.events is not delivery.events:
+            batch = memo[key] = make_batch(self.server, frame, delivery.events)
+        self._queue(batch)
+
+    def _queue(self, batch: SocketBatch) -> None:
+        if batch.ready and not self.batches:
+            if batch.data and self.framer.open:
+                self._write(batch.data)
+            return
+        self.batches.append(batch)
+        if batch.ready:
+            self.flush_batches()
+        else:
+            batch.sessions.append(self)
+
+    def flush_batches(self) -> None:
+        """Write the batches at the head of the queue whose frames are made."""
+        batches = self.batches
+        while batches and batches[0].ready and self.phase is SocketPhase.OPEN:
+            data = batches.popleft().data
+            if data and self.framer.open:
+                self._write(data)
 
     def _write(self, data: bytes) -> None:
         conn = self.conn
@@ -274,6 +339,7 @@ class WebSocketSession:
             if timer is not None:
                 timer.cancel()
         self.timer = self.life_timer = None
+        self.batches.clear()
         if phase is SocketPhase.CLOSING:
             self.inbox.clear()
             self.close_timer = self.server.loop.call_later(CLOSE_TIMEOUT, self._close_timeout)
@@ -319,21 +385,11 @@ def _log_close_error(error: BaseException | None) -> None:
                   exc_info=(type(error), error, error.__traceback__))
 
 
-def upgrade(server: CometServer, conn: HTTPConnection, handshake: ws.Handshake,
-            plan: SocketPlan, response: Responder) -> WebSocketSession:
+def upgrade_to_websocket(server: SocketOwner, conn: HTTPConnection, handshake: ws.Handshake,
+                         plan: SocketPlan, response: Responder) -> WebSocketSession:
     """Write the 101 and hand the connection to a new session."""
     session = WebSocketSession(server, conn, handshake.framer, plan, response)
     conn.write(handshake.response)
     conn.switch_protocol(session)
     session.start()
     return session
-
-
-def run_inline(job: Callable[[], Any], done: Callable[[BaseException | None], None]) -> None:
-    """Run a job on the loop thread (the server without a pool): its error to ``done``."""
-    try:
-        job()
-    except (Exception, SystemExit):
-        done(sys.exc_info()[1])
-        return
-    done(None)

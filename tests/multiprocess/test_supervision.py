@@ -40,8 +40,9 @@ def start_workers(tmp_path: Path) -> Iterator[Callable[..., helpers.Server]]:
                COMET_BROKER=helpers.REDIS_URL, COMET_WORKER_TIMEOUT=str(WORKER_TIMEOUT))
     started: list[helpers.Server] = []
 
-    def start(workers: int = 2) -> helpers.Server:
-        server = helpers.Server(env, tmp_path, f"sup{len(started)}", workers=workers)
+    def start(workers: int = 2, **extra: str) -> helpers.Server:
+        server = helpers.Server({**env, **extra}, tmp_path, f"sup{len(started)}",
+                                workers=workers)
         started.append(server)
         return server.start()
 
@@ -82,10 +83,10 @@ def _hello(conn: http.client.HTTPConnection) -> bytes:
 
 
 def test_a_hung_worker_is_killed_and_replaced(start_workers) -> None:
-    """A view blocks one worker's loop: it stops beating, the master SIGKILLs it within
-    worker_timeout (plus a beat's slack), logs why, starts another, and every worker
-    serves again; the healthy worker is left alone."""
-    server = start_workers()
+    """A view blocks one worker's loop (--threads 0: views run on it): it stops beating,
+    the master SIGKILLs it within worker_timeout (plus a beat's slack), logs why,
+    starts another, and every worker serves again; the healthy worker is left alone."""
+    server = start_workers(COMET_THREADS="0")
     pids = server.worker_pids()
     client = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     try:
@@ -113,6 +114,25 @@ def test_a_hung_worker_is_killed_and_replaced(start_workers) -> None:
     assert killed_after > WORKER_TIMEOUT - 0.6  # not killed before its time (a beat is 0.5 s)
     print(f"hung worker killed {killed_after:.2f}s after it blocked "
           f"(worker_timeout {WORKER_TIMEOUT}s)")
+
+
+def test_a_view_longer_than_the_worker_timeout_runs_to_its_end(start_workers) -> None:
+    """On the pool a view does not hold the loop: a view running twice the worker
+    timeout leaves its worker beating, and answers."""
+    server = start_workers(workers=1)
+    pids = server.worker_pids()
+    started = time.monotonic()
+    client = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    with client:
+        client.sendall(b"GET /block?s=%g HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                       % (2 * WORKER_TIMEOUT + SLACK))
+        answer = b""
+        while not answer.endswith(b"unblocked") and (data := client.recv(4096)):
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"unblocked"), answer
+    assert time.monotonic() - started >= 2 * WORKER_TIMEOUT
+    assert server.worker_pids() == pids, "the worker running the long view was killed"
+    assert "hung" not in server.log()
 
 
 def test_the_master_stops_at_once_on_sigterm(start_workers) -> None:

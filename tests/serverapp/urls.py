@@ -17,5 +17,7 @@ urlpatterns = [
     path("plain-stream", views.plain_stream),
     path("sleepy", views.sleepy),
     path("block", views.block),
+    path("spin", views.spin),
+    path("db-backend", views.db_backend),
     path("demo/", include("chatsite.demo.urls")),
 ]

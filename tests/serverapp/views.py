@@ -163,3 +163,22 @@ def ws(request: HttpRequest, channel: str) -> HttpResponse:
                   for i in range(1, int(request.GET.get("replay", "0")) + 1)]
     return websocket(request, channels=[channel], after=after, render=render_ws,
                      replay=replay, first=[{"ready": True}], on_message=on_ws_message)
+
+
+def spin(request: HttpRequest) -> HttpResponse:
+    """Hold the GIL in pure Python for ``s`` seconds (a CPU-bound view)."""
+    end = time.perf_counter() + float(request.GET.get("s", "1"))
+    count = 0
+    while time.perf_counter() < end:
+        count += 1
+    return HttpResponse(str(count).encode(), content_type="text/plain")
+
+
+def db_backend(request: HttpRequest) -> JsonResponse:
+    """The database backend this request's thread uses (after ``s`` seconds in it)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), pg_sleep(%s)", [float(request.GET.get("s", "0"))])
+        pid = cursor.fetchone()[0]
+    return JsonResponse({"pid": pid})

@@ -98,8 +98,8 @@
   }
 
   var FIELDS = ["worker", "connections", "parked", "streams", "waiters", "published",
-                "deliveries", "requests", "5xx", "undelivered", "rejected", "lag", "rss",
-                "fds", "broker", "state"];
+                "deliveries", "requests", "5xx", "undelivered", "rejected", "lag",
+                "threads", "queued", "rss", "fds", "broker", "state"];
 
   function cells(row, values, bad) {
     values.forEach(function (value, i) {
@@ -114,8 +114,11 @@
   function rowValues(w, name, lagSeconds, broker, state) {
     return [name, w.connections, w.parked, w.streaming, w.waiters, w.published_total,
             w.delivered_total, w.requests_total, (w.responses || {})["5xx"] || 0,
-            w.not_delivered, sum(w.cap_hits), ms(lagSeconds), mib(w.rss_bytes), w.open_fds,
-            broker, state];
+            w.not_delivered, sum(w.cap_hits), ms(lagSeconds),
+            (w.threads_busy || 0) + "/" + (w.threads || 0),
+            (w.queued || 0) + (w.queue_refused_total ? " (" + w.queue_refused_total +
+                               " refused)" : ""),
+            mib(w.rss_bytes), w.open_fds, broker, state];
   }
 
   function fillTable(feed) {
@@ -126,7 +129,7 @@
       var broker = brokerText([w]);
       var state = stateText(w);
       cells(row, rowValues(w, String(w.worker), w.loop_lag_last_s, broker, state),
-            { 14: broker !== "connected" && broker !== "none", 15: state !== "accepting" });
+            { 16: broker !== "connected" && broker !== "none", 17: state !== "accepting" });
       tbody.appendChild(row);
     });
     tfoot.textContent = "";
