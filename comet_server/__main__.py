@@ -1,8 +1,4 @@
-"""``python -m comet_server module:app [host:]port``: serve any WSGI application.
-
-For Django projects use ``manage.py runcomet``; this entry point is for plain WSGI
-apps (and the benchmarks).
-"""
+"""The comet-server command: serve any WSGI application (see DESCRIPTION)."""
 
 from __future__ import annotations
 
@@ -27,11 +23,19 @@ def load_app(spec: str) -> WSGIApp:
         raise SystemExit(f"cannot load WSGI app {spec!r}: {exc}") from None
 
 
+DEFAULT_BIND = "127.0.0.1:8000"
+# Shown by --help as it is: plain text, no reStructuredText markup.
+DESCRIPTION = """Serve any WSGI application: comet-server module:app [host:]port
+(or python -m comet_server ...).  For Django projects use manage.py runcomet; this
+command is for plain WSGI apps (and the benchmarks)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     invoked = "comet-server" if sys.argv[0].endswith("comet-server") else "python -m comet_server"
-    parser = argparse.ArgumentParser(prog=invoked, description=__doc__)
+    parser = argparse.ArgumentParser(prog=invoked, description=DESCRIPTION)
     parser.add_argument("app", help="module:attribute of a WSGI application")
-    parser.add_argument("bind", nargs="?", default="127.0.0.1:8000", help="[host:]port")
+    parser.add_argument("bind", nargs="?", default=DEFAULT_BIND,
+                        help=f"[host:]port to listen on (default {DEFAULT_BIND})")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes sharing the port (needs COMET_BROKER if > 1)")
     add_server_arguments(parser)

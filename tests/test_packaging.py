@@ -178,6 +178,7 @@ def test_wheel_holds_comet_server_only_with_its_commands(installed: Installed) -
                    "management/commands/runcomet.py", "management/commands/comet_publish.py"):
         assert f"comet_server/{module}" in names
     assert "comet_server-0.2.0.dist-info/licenses/LICENSE" in names
+    assert "comet_server/static/comet_server/comet.js" in names  # the browser client
     assert "Name: comet-server\n" in metadata
     assert "Requires-Python: >=3.11\n" in metadata
     requires = sorted(line for line in metadata.splitlines() if line.startswith("Requires-Dist"))
@@ -204,6 +205,8 @@ def test_console_script_help(installed: Installed) -> None:
                cwd=installed.project, env=installed.env)
     assert "module:attribute of a WSGI application" in done.stdout
     assert "--max-connections" in done.stdout
+    assert "``" not in done.stdout, "reStructuredText markup in --help"
+    assert "127.0.0.1:8000" in done.stdout, "--help does not show the default bind"
 
 
 def test_tiny_project_long_poll_woken_by_a_publish_over_http(installed: Installed) -> None:

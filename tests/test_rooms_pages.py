@@ -17,7 +17,7 @@ def test_lobby_lists_rooms_with_counts_and_the_create_form():
     html = Client().get("/").content.decode()
     assert 'id="nav-demo" href="/demo/page/"' in html
     assert '<ul id="rooms"' in html
-    item = re.search(r'<li class="room" data-slug="lobby">(.*?)</li>', html, re.S).group(1)
+    item = re.search(r'<li class="room" data-slug="lobby"[^>]*>(.*?)</li>', html, re.S).group(1)
     assert 'href="/rooms/lobby/"' in item
     assert '<span class="count">1</span>' in item
     assert '<span class="present">0</span>' in item
@@ -95,7 +95,7 @@ def test_static_files_are_found():
     from django.contrib.staticfiles import finders
 
     for path in ("vendor/jquery-3.7.1.min.js", "rooms/chat.css", "rooms/room.js",
-                 "rooms/lobby.js", "rooms/longpoll.js"):
+                 "rooms/lobby.js", "rooms/live.js", "comet_server/comet.js"):
         assert finders.find(path), path
 
 
@@ -111,3 +111,17 @@ def test_unknown_pages_get_the_sites_own_404(settings, path):
     response = Client().get(path)
     assert response.status_code == 404
     assert 'class="site-nav"' in response.content.decode()
+
+
+def test_the_pages_get_every_client_setting_from_the_server(settings):
+    """The page's scripts hold no defaults: timings and limits come as data attributes."""
+    settings.CHAT_POLL_TIMEOUT = 7
+    room = Client().get("/rooms/lobby/").content.decode()
+    body = re.search(r"<body[^>]*>", room).group(0)
+    for name in ("poll-seconds", "first-event-ms", "grace-ms", "max-text", "max-nick",
+                 "typing-shown-ms", "typing-every-ms"):
+        assert f"data-{name}=" in body, name
+    assert 'data-poll-seconds="7.0"' in body
+    assert 'maxlength="40"' in room  # the nick field, from the server's MAX_NICK
+    lobby = re.search(r"<body[^>]*>", Client().get("/").content.decode()).group(0)
+    assert 'data-poll-seconds="7.0"' in lobby and "data-grace-ms=" in lobby

@@ -133,7 +133,7 @@ def test_the_pages_get_the_stream_urls_and_the_fallback_delay(ann: Client,
     settings.CHAT_STREAM_FIRST_EVENT_SECONDS = 1.5
     page = ann.get("/rooms/random/").content.decode()
     assert 'data-first-event-ms="1500"' in page and 'id="transport"' in page
-    assert "rooms/eventsource.js" in page
+    assert "comet_server/comet.js" in page
     lobby = ann.get("/").content.decode()
     assert 'data-events-url="/rooms/events"' in lobby and 'data-first-event-ms="1500"' in lobby
 

@@ -35,6 +35,7 @@ from comet_server import ServerSentEvent, StreamEnd, event_stream, last_event_id
 # Pages reconnect 1.5 to 4.5 s after their stream ends (3 s ± 50%): when a process
 # drains, or the broker reconnects, its thousands of pages do not all come back at once.
 RETRY_SPREAD = 0.5
+STREAM_RETRY = 3.0  # seconds: the mean of the streams' ``retry:``
 
 
 def stream_lifetime() -> float:
@@ -105,7 +106,8 @@ def room_events(request: HttpRequest, slug: str) -> HttpResponse:
     return event_stream(
         [channel], after=after, render=RoomFrames(room.id), first=first,
         replay=[stream_frames.stored_event(channel, m) for m in missed], resync=resync,
-        lifetime=lifetime, retry_spread=RETRY_SPREAD, on_close=partial(_closed, room.id, nick))
+        lifetime=lifetime, retry=STREAM_RETRY, retry_spread=RETRY_SPREAD,
+        on_close=partial(_closed, room.id, nick))
 
 
 @require_GET
@@ -119,4 +121,4 @@ def lobby_events(request: HttpRequest) -> HttpResponse:
     viewer = request.user.pk if request.user.is_authenticated else None
     return event_stream([LOBBY], after=max(after, latest), render=LobbyFrames(viewer),
                         first=[lobby_snapshot(latest, viewer)], lifetime=stream_lifetime(),
-                        retry_spread=RETRY_SPREAD)
+                        retry=STREAM_RETRY, retry_spread=RETRY_SPREAD)

@@ -192,7 +192,8 @@ def _lobby_rows() -> list[dict[str, Any]]:
     """Every room (private ones too) with its counts; ``"_private"`` holds a private
     room's id and ``"_users"`` who may see it (both stripped before sending)."""
     present = presence.present_counts()
-    rooms = list(Room.objects.annotate(message_count=Count("messages"))
+    rooms = list(Room.objects.annotate(message_count=Count("messages"),
+                                       last_activity=Max("messages__created"))
                  .order_by("title", "slug"))
     allowed = access.allowed_users_by_room([room for room in rooms if room.private])
     rows = []
@@ -204,6 +205,8 @@ def _lobby_rows() -> list[dict[str, Any]]:
             "url": room.get_absolute_url(),
             "count": room.message_count,
             "present": present.get(room.id, 0),
+            "private": room.private,
+            "last": room.last_activity.isoformat() if room.last_activity else None,
         }
         if room.private:
             row["_private"] = room.id
@@ -219,8 +222,8 @@ def _public(rows: list[dict[str, Any]], viewer: int | None) -> list[dict[str, An
 
 
 def lobby_rooms(viewer: int | None = None) -> list[dict[str, Any]]:
-    """The rooms ``viewer`` (a user id, or None) may see, with their message count and
-    how many people are present."""
+    """The rooms ``viewer`` (a user id, or None) may see, with their message count, how
+    many people are present, whether it is private and when its last message came."""
     return _public(_lobby_rows(), viewer)
 
 

@@ -11,9 +11,9 @@ from chatsite.rooms import (
     limits,
     moderation,
     names,
+    page_settings,
     presence,
     services,
-    streams,
     updates,
 )
 from chatsite.rooms.forms import RoomForm
@@ -39,8 +39,7 @@ def lobby(request: HttpRequest) -> HttpResponse:
         "rooms": updates.lobby_rooms(request.user.pk),
         "cursor": updates.latest_message_id(),
         "form": form,
-        "poll_timeout": conf.poll_timeout(),
-        "first_event_ms": round(streams.first_event_seconds() * 1000),
+        "page_attrs": page_settings.live_attrs(),
     }
     response = render(request, "rooms/lobby.html", context,
                       status=429 if limited else 400 if form.errors else 200)
@@ -58,8 +57,12 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
     if nick is not None:
         services.join(room, nick)  # others see the newcomer before its first poll
     user = current_user(request)
+    rooms = updates.lobby_rooms(request.user.pk)  # the sidebar
     context = {
         "room": room,
+        "rooms": rooms,
+        "rooms_cursor": updates.latest_message_id(),
+        "room_count": next((r["count"] for r in rooms if r["slug"] == room.slug), 0),
         "messages": messages,
         "has_older": has_older,
         "cursor": messages[-1].id if messages else 0,
@@ -74,9 +77,9 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
         "next_path": room.get_absolute_url(),  # for login links, also under .../nick
         "messages_flash": get_messages(request),  # "messages" is the chat's here
         "nick_error": nick_error,
-        "poll_timeout": conf.poll_timeout(),
-        "first_event_ms": round(streams.first_event_seconds() * 1000),
+        "page_attrs": page_settings.room_attrs(),
         "max_text": conf.MAX_TEXT,
+        "max_nick": conf.MAX_NICK,
     }
     return render(request, "rooms/room.html", context, status=status)
 

@@ -1,7 +1,7 @@
 /* A room page: show messages once each, in id order; send; typing; presence.
  *
- * Updates come from chatTransport (eventsource.js: the event stream, or the long-poll).
- * The cursor only moves with their answers (never with our own POST answer),
+ * Updates come from comet.js through live.js (the event stream, or the long-poll).
+ * The resume point only moves with their answers (never with our own POST answer),
  * so a lower id committed later is never skipped; ids already shown are ignored.
  * Message text is always inserted with .text(), never as HTML. */
 (function ($) {
@@ -17,11 +17,12 @@
   var $text = $("#message-text");
   var seen = {};
   var typists = {};                              // nick -> time (ms) the line expires
-  var TYPING_MS = 4000, TYPING_SEND_EVERY_MS = 2500;
+  var TYPING_MS = parseFloat($body.attr("data-typing-shown-ms"));
+  var TYPING_SEND_EVERY_MS = parseFloat($body.attr("data-typing-every-ms"));
   var lastTypingSent = 0, sending = false;
   var unread = window.chatView.Unread($messages, $("#new-messages"));
   var updateCounter = window.chatView.counter(
-    $text, $("#char-count"), parseInt($text.attr("data-max"), 10) || 2000);
+    $text, $("#char-count"), parseInt($body.attr("data-max-text"), 10));
 
   $messages.children("li.message").each(function () {
     seen[$(this).attr("data-id")] = true;
@@ -38,13 +39,16 @@
   }
 
   function messageItem(m) {
-    var $li = $("<li>", {"class": "message"}).attr("data-id", m.id);
+    var $li = $("<li>", {"class": "message"}).attr("data-id", m.id).attr("data-author", m.author);
     if (myNick && m.author === myNick) { $li.addClass("mine"); }
-    $("<span>", {"class": "author"}).text(m.author).appendTo($li);
+    var avatar = $("<span>", {"class": "avatar", "aria-hidden": "true"}).appendTo($li)[0];
+    window.chatView.paintAvatar(avatar, m.author);
+    var $meta = $("<div>", {"class": "meta"}).appendTo($li);
+    $("<span>", {"class": "author"}).text(m.author).appendTo($meta);
     $("<time>", {"class": "time"}).attr("datetime", m.created)
       .attr("title", window.chatView.fullDateTime(m.created)).text(formatTime(m.created))
-      .appendTo($li);
-    if (m.edited) { $("<span>", {"class": "edited"}).text("(edited)").appendTo($li); }
+      .appendTo($meta);
+    if (m.edited) { $("<span>", {"class": "edited"}).text("(edited)").appendTo($meta); }
     var text = $("<span>", {"class": "text"}).appendTo($li)[0];
     window.chatView.setText(text, m.text);  // text nodes, and links as <a> elements
     addModerationControls($li);
@@ -72,6 +76,7 @@
       return $(this).attr("data-id") === String(id);
     }).remove();
     window.chatView.renderDividers($messages);
+    $("#empty-room").prop("hidden", $messages.children("li.message").length > 0);
   }
 
   /* Moderation changes ({id, type: "deleted"|"edited", message}) from the long-poll:
@@ -141,17 +146,26 @@
         if (!own && m.author !== myNick) { fromOthers += 1; }
       }
     });
-    if (added) { renderTyping(); window.chatView.renderDividers($messages); }
+    if (added) {
+      renderTyping();
+      window.chatView.renderDividers($messages);
+      $("#empty-room").prop("hidden", true);
+    }
     if (added && stick) { scrollToBottom(); }
     unread.arrived(fromOthers);
   }
 
+  var byName = new Intl.Collator(undefined, {sensitivity: "base"}).compare;
+
+  /* Who is here, sorted as people read ("anna" before "Eve"), with initials. */
   function renderPresence(nicks) {
     var $list = $("#presence").empty();
-    $.each(nicks, function (i, nick) {
+    $.each(nicks.slice().sort(byName), function (i, nick) {
       var $li = $("<li>").text(nick).appendTo($list);
+      window.chatView.paintAvatar($li[0], nick);
       if (nick === myNick) { $li.addClass("me"); }
     });
+    $("#present-count").text(nicks.length);
   }
 
   function renderTyping() {
@@ -159,7 +173,7 @@
     $.each(typists, function (nick, until) {
       if (until > now) { nicks.push(nick); } else { delete typists[nick]; }
     });
-    nicks.sort();
+    nicks.sort(byName);
     var line = "";
     if (nicks.length === 1) {
       line = nicks[0] + " is typing…";
@@ -182,22 +196,18 @@
     if (data.revoked) { revoked(data.error); return; }
     applyChanges(data.changes);
     addMessages(data.messages || [], false);
-    if (data.cursor > cursor) { cursor = data.cursor; }
     if (data.presence) { renderPresence(data.presence); }
     $.each(data.typing || [], function (i, nick) { noteTyping(nick); });
   }
 
   var membershipChanged = false;
 
-  /* Stream events (see eventsource.js); messages carry their ids, duplicates are
-   * dropped by insertMessage, and the cursor follows the stream's ids. */
-  var streamEvents = {
+  /* Stream events and long-poll answers (see live.js); messages carry their ids,
+   * duplicates are dropped by insertMessage, comet.js keeps the resume point. */
+  var handlers = {
+    poll: onLongPoll,
     ready: function (data) { renderPresence(data.presence || []); },
-    messages: function (data, event) {
-      addMessages(data.messages || [], false);
-      var id = parseInt(event.lastEventId, 10);
-      if (id > cursor) { cursor = id; }
-    },
+    messages: function (data) { addMessages(data.messages || [], false); },
     changes: function (data) { applyChanges(data.changes); },
     presence: function (data) { renderPresence(data.presence || []); },
     typing: function (data) { noteTyping(data.nick); },
@@ -205,26 +215,32 @@
     // this visitor's access (a removed member is refused, and the long-poll says so).
     membership: function () {
       membershipChanged = true;
-      poller.stop();
-      poller.start();
+      poller.restart();
     },
     resync: function () { window.location.reload(); }
   };
 
-  var poller = window.chatTransport({
-    eventsUrl: base + "events",
-    firstEventMs: parseFloat($body.attr("data-first-event-ms")),
-    params: function () { return {after: cursor, changes: changesCursor}; },
-    events: streamEvents,
-    longPoll: {
-      url: base + "updates",
-      timeout: parseFloat($body.attr("data-poll-timeout")),
-      params: function () { return {after: cursor, changes: changesCursor}; },
-      onData: onLongPoll,
-      onGone: function (xhr) {
-        // Refused right after a membership change: this visitor was removed.
-        revoked(membershipChanged ? "" : xhr.responseJSON && xhr.responseJSON.error);
+  var poller = window.chatLive({
+    urls: {sse: base + "events", longpoll: base + "updates"},
+    after: cursor,
+    params: function () { return {changes: changesCursor}; },
+    eventNames: Object.keys(handlers),
+    onEvent: function (name, data) {
+      if (handlers.hasOwnProperty(name)) { handlers[name](data); }
+    },
+    // The long-poll answers with everything at once: one "poll" event.
+    decodePoll: function (answer) {
+      return {events: [["poll", answer, null]], cursor: answer.cursor};
+    },
+    onRefused: function (status, body) {
+      if (status === 400) {
+        // The cursor is ahead of the site (its database was reset or messages were
+        // removed): this page's state is stale, start over from the server's.
+        window.location.reload();
+        return;
       }
+      // Refused right after a membership change: this visitor was removed.
+      revoked(membershipChanged ? "" : body && body.error);
     }
   });
 
@@ -240,7 +256,7 @@
       dataType: "json"
     }).done(function (m) {
       addMessages([m], true);
-      if ($text.val() === text) { $text.val(""); updateCounter(); }
+      if ($text.val() === text) { $text.val(""); updateCounter(); fitText(); }
       showError("");
     }).fail(function (xhr) {
       showError(errorText(xhr, "Could not send"));
@@ -270,13 +286,23 @@
     send();
   });
 
+  /* The box grows with its text (up to its CSS max-height), then scrolls. */
+  function fitText() {
+    var el = $text[0];
+    if (!el) { return; }
+    var stick = atBottom();
+    el.style.height = "auto";
+    el.style.height = el.scrollHeight + 2 + "px";
+    if (stick) { scrollToBottom(); }
+  }
+
   $text.on("keydown", function (event) {
     var native = event.originalEvent || {};
     if (event.key === "Enter" && !event.shiftKey && !native.isComposing) {
       event.preventDefault();
       send();
     }
-  }).on("input", function () {
+  }).on("input", fitText).on("input", function () {
     var now = Date.now();
     if (!myNick || !$text.val() || now - lastTypingSent < TYPING_SEND_EVERY_MS) { return; }
     lastTypingSent = now;
@@ -300,16 +326,14 @@
   });
 
   $(window).on("pagehide", function () {
-    poller.stop();
     if (myNick && navigator.sendBeacon) {
       var form = new FormData();
       form.append("csrfmiddlewaretoken", csrf);
       navigator.sendBeacon(base + "leave", form);
     }
-  }).on("pageshow", function (event) {
-    if (event.originalEvent.persisted) { poller.start(); }
   });
 
+  renderPresence($("#presence li").map(function () { return $(this).text(); }).get());
   $messages.children("li.message").each(function () {
     addModerationControls($(this));
     var text = $(this).children(".text")[0];
@@ -323,5 +347,4 @@
   });
   window.chatView.renderDividers($messages);
   scrollToBottom();
-  poller.start();
 }(jQuery));

@@ -1,5 +1,6 @@
 /* What a chat page is expected to do beyond showing messages: clickable links, a date
- * divider when the day changes, full date-times on hover, a "new messages" cue and an
+ * divider when the day changes, consecutive messages of one author grouped under one
+ * author line, initials avatars, full date-times on hover, a "new messages" cue and an
  * unread count in the title while the reader is scrolled up or in another tab, and a
  * character counter near the limit.  room.js calls these; nothing here is HTML from a
  * message: every user string goes in as a text node or an attribute. */
@@ -34,26 +35,59 @@
   }
 
   function dateOf(li) {
-    var d = new Date($(li).children("time.time").attr("datetime"));
+    var d = new Date($(li).find("time.time").first().attr("datetime"));
     return isNaN(d.getTime()) ? null : d;
   }
 
   function dayKey(d) { return d.getFullYear() + "-" + d.getMonth() + "-" + d.getDate(); }
 
-  /* One divider before the first message of each day (redrawn after each change). */
+  var GROUP_MS = 5 * 60 * 1000;  // a pause longer than this starts a new group
+
+  /* "Anna Lee" -> "AL", "bob" -> "B", "x_y-z" -> "XY": what an avatar shows. */
+  function initials(name) {
+    var words = String(name).split(/[\s._-]+/).filter(function (w) { return w; });
+    if (!words.length) { return "?"; }
+    var first = Array.from(words[0])[0] || "";
+    var second = words.length > 1 ? (Array.from(words[words.length - 1])[0] || "") : "";
+    return (first + second).toUpperCase();
+  }
+
+  /* A stable colour per name, dark enough for white initials (AA). */
+  var PALETTE = ["#b4234f", "#8e3db8", "#4b4fc4", "#1f6fb2", "#0f7a6c", "#2f7d32",
+                 "#8a6100", "#b04a17", "#5b6473", "#a3306f"];
+  function colorFor(name) {
+    var hash = 0;
+    for (var i = 0; i < name.length; i += 1) { hash = (hash * 31 + name.charCodeAt(i)) | 0; }
+    return PALETTE[Math.abs(hash) % PALETTE.length];
+  }
+
+  function paintAvatar(el, name) {
+    el.setAttribute("data-initials", initials(name));
+    el.style.setProperty("--avatar", colorFor(name));
+  }
+
+  /* Day dividers, groups and avatars (redrawn after each change): one divider before
+   * the first message of each day; a message by the author of the one just above,
+   * within GROUP_MS, is "continued" (no second author line). */
   function renderDividers($messages) {
     $messages.children("li.day-divider").remove();
-    var previous = null;
+    var previous = null, last = null;
     $messages.children("li.message").each(function () {
-      var d = dateOf(this);
-      if (!d) { return; }
-      var key = dayKey(d);
-      if (key !== previous) {
+      var d = dateOf(this), author = this.getAttribute("data-author") || "";
+      var avatar = this.querySelector(".avatar");
+      if (avatar && !avatar.hasAttribute("data-initials")) { paintAvatar(avatar, author); }
+      var key = d ? dayKey(d) : previous;
+      if (d && key !== previous) {
         $("<li>", {"class": "day-divider", role: "separator"})
           .text(d.toLocaleDateString([], {weekday: "long", year: "numeric",
                                           month: "long", day: "numeric"}))
           .insertBefore(this);
+        last = null;
       }
+      var continued = last !== null && last.author === author && d && last.date &&
+        d - last.date < GROUP_MS && d >= last.date;
+      this.classList.toggle("continued", Boolean(continued));
+      last = {author: author, date: d};
       previous = key;
     });
   }
@@ -106,6 +140,7 @@
     return update;
   }
 
-  window.chatView = {setText: setText, renderDividers: renderDividers,
+  window.chatView = {setText: setText, renderDividers: renderDividers, initials: initials,
+                     paintAvatar: paintAvatar, colorFor: colorFor,
                      fullDateTime: fullDateTime, Unread: Unread, counter: counter};
 }(window, jQuery));
