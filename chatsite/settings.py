@@ -69,6 +69,9 @@ try:
     # before it falls back to the long-poll.
     CHAT_STREAM_LIFETIME = env.float("CHAT_STREAM_LIFETIME", 300.0)
     CHAT_STREAM_FIRST_EVENT_SECONDS = env.float("CHAT_STREAM_FIRST_EVENT_SECONDS", 5.0)
+    # Pages try a WebSocket first (chatsite/rooms/sockets.py), then the event stream,
+    # then the long-poll; off: they start with the event stream.
+    CHAT_WEBSOCKET = env.flag("CHAT_WEBSOCKET", True)
 
     if not DEBUG:
         # Production refuses to start rather than run with a guessable key or no host check.

@@ -24,6 +24,11 @@ def guest_name_seconds() -> float:
     return float(getattr(settings, "CHAT_GUEST_NAME_SECONDS", 24 * 3600))
 
 
+def websocket_enabled() -> bool:
+    """Whether pages try a WebSocket before the event stream (``CHAT_WEBSOCKET``)."""
+    return bool(getattr(settings, "CHAT_WEBSOCKET", True))
+
+
 def max_rooms_per_user() -> int:
     """Rooms one account may own (``CHAT_MAX_ROOMS_PER_USER``, default 20)."""
     return int(getattr(settings, "CHAT_MAX_ROOMS_PER_USER", 20))

@@ -25,6 +25,7 @@ def live_attrs() -> dict[str, Any]:
         "poll-seconds": conf.poll_timeout(),
         "first-event-ms": round(streams.first_event_seconds() * 1000),
         "grace-ms": round((longest_retry + RECONNECT_MARGIN_SECONDS) * 1000),
+        "websocket": int(conf.websocket_enabled()),
     }
 
 

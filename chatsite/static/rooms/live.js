@@ -24,6 +24,11 @@
     }
   }
 
+  /* The WebSocket URL, unless the server turned WebSockets off (CHAT_WEBSOCKET). */
+  window.chatSocketUrl = function (url) {
+    return $("body").attr("data-websocket") === "1" ? url : null;
+  };
+
   window.chatLive = function (options) {
     var client = window.Comet.connect($.extend({
       firstEventMs: number("first-event-ms"),
