@@ -4,7 +4,8 @@ The same events as the event streams (``streams``), from the same renders: each
 server message is ``{"event": name, "id": cursor (cursored events only), "data":
 the object the SSE event carries}``, starting with ``ready`` (a room) or ``rooms``
 (the lobby).  Resuming is the stream's: ``?after=<id>`` replays what the database
-holds past it, or sends ``resync`` when that is more than ``MAX_BATCH``.
+holds past it, or sends ``resync`` when that is more than ``MAX_BATCH`` (no ``after``:
+from now).
 
 A room socket takes client messages ``{"type": "post", "text": ...}`` and
 ``{"type": "typing"}``.  A post goes through ``api.post``, the very code of an HTTP
@@ -174,11 +175,18 @@ class RoomMessages:
         services.signal_typing(room, nick)
 
 
+def _socket_cursor(request: HttpRequest) -> int | JsonResponse:
+    """``?after=`` as the stream reads it; without one, from now (the newest id)."""
+    if "after" not in request.GET:
+        return updates.latest_message_id()
+    return _cursor(request)
+
+
 @require_GET
 def room_socket(request: HttpRequest, slug: str) -> HttpResponse:
     """A room's WebSocket: ``ready`` (and ``changes`` missed since ``?changes=``),
     then the stream's events; posts and typing signals from the client."""
-    after = _cursor(request)
+    after = _socket_cursor(request)
     if isinstance(after, JsonResponse):
         return after
     room = Room.objects.filter(slug=slug).first()
@@ -228,7 +236,7 @@ def _socket_closed(room_id: int, nick: str | None, code: int | None) -> None:
 @require_GET
 def lobby_socket(request: HttpRequest) -> HttpResponse:
     """The room list's WebSocket: a ``rooms`` snapshot first, then one per change."""
-    after = _cursor(request)
+    after = _socket_cursor(request)
     if isinstance(after, JsonResponse):
         return after
     latest = updates.latest_message_id()
