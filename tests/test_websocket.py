@@ -23,6 +23,7 @@ from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import StartServer
+from tests.helpers import nginx
 from tests.helpers.http import build_request, read_response
 from tests.helpers.http import connect as tcp_connect
 from tests.helpers.proc import ServerProcess, wait_until
@@ -297,3 +298,31 @@ def test_a_drain_closes_every_socket_with_1001(start_server: StartServer) -> Non
                 client.recv(timeout=10)
             assert closed_with(client) == 1001
     assert server.proc.wait(timeout=10) == 0
+
+
+# -- behind nginx ---------------------------------------------------------------------------
+
+
+class UpgradingNginx(nginx.Nginx):
+    conf_template = nginx.WEBSOCKET_CONF
+
+
+def test_through_nginx_with_the_upgrade_lines(comet: ServerProcess, tmp_path) -> None:
+    """With docs/websocket.md's ``map $http_upgrade`` lines nginx passes the handshake
+    on; without them (README's configuration so far) the Upgrade is dropped and the
+    socket URL answers 400, so a page falls back to its event stream."""
+    if not nginx.available():
+        pytest.skip("nginx is not installed")
+    upgrading = UpgradingNginx(tmp_path / "upgrading", comet.port).start()
+    plain = nginx.Nginx(tmp_path / "plain", comet.port).start()
+    try:
+        with connect(f"ws://127.0.0.1:{upgrading.port}/demo/echo", open_timeout=10) as client:
+            client.send("through nginx")
+            assert client.recv(timeout=10) == "through nginx"
+            assert client.ping().wait(10)
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{plain.port}/demo/echo", open_timeout=10)
+        assert refused.value.response.status_code == 400
+    finally:
+        upgrading.stop()
+        plain.stop()

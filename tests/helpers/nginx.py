@@ -53,6 +53,31 @@ http {{
 """
 
 
+# The lines README's Production section gains for WebSockets (docs/websocket.md): the
+# Upgrade and Connection headers passed on for the socket URLs, and only for them.
+WEBSOCKET_MAP = """\
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      '';
+    }}
+"""
+WEBSOCKET_LOCATION = """\
+        location ~ ^/(rooms/(.+/)?socket|demo/echo)$ {{
+            proxy_pass http://chat;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_buffering off;
+            proxy_read_timeout 75s;
+        }}
+"""
+WEBSOCKET_CONF = CONF.replace("    upstream chat", WEBSOCKET_MAP + "    upstream chat", 1).replace(
+    "        location ~ ^/(rooms/", WEBSOCKET_LOCATION + "        location ~ ^/(rooms/", 1)
+assert WEBSOCKET_CONF.count("$connection_upgrade") == 2, "nginx.CONF changed shape"
+
+
 def available() -> bool:
     return Path(NGINX).exists() or shutil.which(NGINX) is not None
 
