@@ -26,6 +26,7 @@ from functional_tests.test_sse import RECONNECT, assert_each_once_in_order, tran
 from tests.helpers import nginx
 from tests.helpers.nginx import Nginx
 
+
 def socket_posts(server: ChatServer) -> int:
     """Posts made over HTTP (the access log's POST lines): none while pages chat over
     their sockets."""
