@@ -18,6 +18,7 @@ the connection dropped after ``--websocket-idle-timeout``; a close we start wait
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import random
@@ -172,6 +173,8 @@ class WebSocketSession:
         out = [ws.text_frame(text) for text in plan.opening if text]
         if out:
             self._write(b"".join(out))
+        if plan.opening:  # sent: not kept for the socket's life
+            self.plan = plan = dataclasses.replace(plan, opening=())
         if plan.channels:
             assert plan.frame is not None
             after = plan.after
