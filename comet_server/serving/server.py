@@ -158,7 +158,6 @@ class CometServer:
 
     def serve(self, conn: HTTPConnection, request: http1.Request) -> None:
         """Serve one complete request (the connection reads no more meanwhile)."""
-        self.requests_total += 1
         remote = conn.peer
         if self.forwarded_allow and remote[0] in self.forwarded_allow:
             forwarded = forwarded_client(request.headers, self.forwarded_allow)
@@ -174,6 +173,7 @@ class CometServer:
             except http1.ProtocolError as error:
                 conn.refuse(error)
                 return
+        self.requests_total += 1
         exchange = Exchange(self, conn, request, remote[0])
         conn.begin(exchange)
         if remote is not conn.peer and self.max_per_client:
