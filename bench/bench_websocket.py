@@ -170,6 +170,28 @@ def bench_streams(target: Target, streams: int, messages: int, processes: int) -
             "kib_per_stream": (rss1 - rss0) / streams}
 
 
+def rss_per_connection(kind: str, count: int, processes: int) -> float:
+    """KiB of RSS per open socket or stream, each kind on a fresh server (what a first
+    run leaves allocated would hide the second run's cost)."""
+    with bench_sse.serve(CHAT) as target:
+        server = target.server
+        key = "websockets" if kind == "ws" else "event_streams"
+        # A first round warms the process (imports, caches, the pool's threads).
+        for phase in ("warm", "measured"):
+            rss0 = server.rss_kib()
+            clients = (SocketClients(server.port, target.cursor(), count, processes)
+                       if kind == "ws" else target.clients("sse", count, processes)[0])
+            try:
+                bench_sse.wait_for(server, key, count, timeout=180)
+                rss1 = server.rss_kib()
+            finally:
+                clients.close()
+            server.wait_stats(lambda s: s[key] == 0, 120, message="closed", interval=0.05)
+            if phase == "measured":
+                return (rss1 - rss0) / count
+    raise AssertionError("unreachable")
+
+
 def bench_posts(target: Target, posts: int) -> dict:
     """Server CPU per post: over the poster's own socket, then as HTTP POSTs (the same
     socket open meanwhile, so both deliver to one follower)."""
@@ -222,6 +244,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=3, help="client processes")
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--no-autobahn", action="store_true")
+    parser.add_argument("--no-streams-above", type=int, default=None,
+                        help="measure event streams only up to this many (sockets still)")
     args = parser.parse_args()
     counts = [int(n) for n in (args.sockets or ("1000" if args.quick else "1000,10000"))
               .split(",")]
@@ -239,8 +263,12 @@ def main() -> int:
             for n in counts:
                 each = messages if n <= 1000 else max(20, messages // 10)
                 results[f"sockets_{n}"] = bench_sockets(target, n, each, args.clients)
-                results[f"streams_{n}"] = bench_streams(target, n, each, args.clients)
+                if args.no_streams_above is None or n <= args.no_streams_above:
+                    results[f"streams_{n}"] = bench_streams(target, n, each, args.clients)
             results["posts"] = bench_posts(target, args.posts)
+        n = min(counts)
+        results["rss_kib"] = {kind: rss_per_connection(kind, n, args.clients)
+                              for kind in ("ws", "sse")}
         if not args.no_autobahn:
             results["autobahn"] = {name: {"passed": passed, "not_passed": [c for c, *_ in bad]}
                                    for name, (passed, bad)
@@ -250,7 +278,19 @@ def main() -> int:
         return 1
     rows = []
     for n in counts:
-        ws, sse = results[f"sockets_{n}"], results[f"streams_{n}"]
+        ws, sse = results[f"sockets_{n}"], results.get(f"streams_{n}")
+        if sse is None:
+            rows += [
+                (f"{n:,} sockets: deliveries/s", f"{ws['deliveries_per_s']:,.0f}", "", ""),
+                (f"{n:,} sockets: server CPU per delivery",
+                 f"{ws['cpu_us_per_delivery']:.2f} us", "", ""),
+                (f"{n:,} sockets: lost, duplicated or reordered", f"{ws['errors']}", "0",
+                 verdict(ws["errors"] == 0)),
+                (f"{n:,} sockets: RSS per socket", f"{ws['kib_per_socket']:.2f} KiB",
+                 f"<= {TARGET_KIB_PER_SOCKET:g} KiB",
+                 verdict(ws["kib_per_socket"] <= TARGET_KIB_PER_SOCKET)),
+            ]
+            continue
         rows += [
             (f"{n:,} sockets: deliveries/s", f"{ws['deliveries_per_s']:,.0f}",
              f"SSE: {sse['deliveries_per_s']:,.0f}", ""),
@@ -263,8 +303,12 @@ def main() -> int:
              f"<= {TARGET_KIB_PER_SOCKET:g} KiB (SSE: {sse['kib_per_stream']:.2f} KiB)",
              verdict(ws["kib_per_socket"] <= TARGET_KIB_PER_SOCKET)),
         ]
+    rss = results["rss_kib"]
     posts = results["posts"]
     rows += [
+        (f"RSS per open socket ({min(counts):,}, fresh server, second round)",
+         f"{rss['ws']:.2f} KiB", f"<= {TARGET_KIB_PER_SOCKET:g} KiB (SSE: {rss['sse']:.2f} KiB)",
+         verdict(rss["ws"] <= TARGET_KIB_PER_SOCKET)),
         ("server CPU per post over the socket", f"{posts['socket']['cpu_us_per_post']:,.0f} us",
          f"< HTTP POST's {posts['http']['cpu_us_per_post']:,.0f} us",
          verdict(posts["socket"]["cpu_us_per_post"] < posts["http"]["cpu_us_per_post"])),

@@ -148,6 +148,7 @@ class WebSocketSession:
         self.framer = framer
         self.plan = plan
         self.response = response  # for the access log line at the end
+        response.headers = None  # the view's own headers were never sent: not kept
         self.phase = SocketPhase.OPEN
         self.follower: Follower | None = None
         self.inbox: deque[str | bytes] = deque()
