@@ -256,6 +256,10 @@ def main() -> int:
     # pool's queue must hold them, not answer 503 (a deployment's sockets reconnect
     # with backoff and jitter instead).
     os.environ["COMET_MAX_QUEUED"] = str(max(counts) * 2)
+    # The clients read raw frames and never answer a ping: no ping, no idle drop
+    # during a run (10,000 handshakes take longer than the default idle timeout).
+    os.environ["COMET_WEBSOCKET_PING_INTERVAL"] = "1800"
+    os.environ["COMET_WEBSOCKET_IDLE_TIMEOUT"] = "3600"
     load = os.getloadavg()[0]
     results: dict = {}
     try:
