@@ -137,14 +137,18 @@ def bench_sockets(target: Target, sockets: int, messages: int, processes: int) -
     server = target.server
     rss0 = server.rss_kib()
     clients = SocketClients(server.port, target.cursor(), sockets, processes)
-    publisher = target.publisher()
+    publisher = None
     try:
-        bench_sse.wait_for(server, "websockets", sockets, timeout=180)
+        bench_sse.wait_for(server, "websockets", sockets, timeout=300)
         rss1 = server.rss_kib()
+        # Made once the sockets are open: 10,000 handshakes take longer than an idle
+        # keep-alive connection is kept.
+        publisher = target.publisher()
         load = bench_sse.run_load(server, clients, publisher, messages)
         errors, _ = clients.results()
     finally:
-        publisher.close()
+        if publisher is not None:
+            publisher.close()
         clients.close()
     server.wait_stats(lambda s: s["websockets"] == 0, 120, message="sockets closed",
                       interval=0.05)
