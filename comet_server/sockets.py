@@ -38,7 +38,7 @@ from django.utils.http import is_same_domain
 from comet_server.push.hub import Event
 from comet_server.push.waits import SocketHandle, SocketPlan
 
-__all__ = ["Socket", "WebSocketResponse", "origin_allowed", "websocket"]
+__all__ = ["Socket", "WebSocketResponse", "origin_allowed", "refuse", "websocket"]
 
 HANDSHAKE_KEY = "comet.websocket"  # the server's mark of an accepted handshake
 
@@ -159,6 +159,33 @@ def origin_allowed(request: HttpRequest) -> bool:
 
 def _refusal(status: int, text: str) -> HttpResponse:
     return HttpResponse(text + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+REFUSED = 4000  # + the HTTP status: the close code of a refusal told in-band
+
+
+def refuse(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """A view's refusal (a 400, 403, 404... ``response``) as a socket can hear it.
+
+    A browser's WebSocket never sees the status of a refused handshake (only that it
+    failed, as when the server is down), so a client could not tell "start over" from
+    "retry later".  For a handshake under runcomet from this site's origin, the socket
+    is accepted, sends one message ``{"event": "refused", "data": {"status", ...the
+    response's JSON}}`` and closes with 4000 + the status; otherwise (a plain GET,
+    another server, a foreign origin) the response goes out as it is.
+    """
+    if HANDSHAKE_KEY not in request.META or not origin_allowed(request):
+        return response
+    data: dict[str, Any] = {"status": response.status_code}
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = {"error": response.content.decode("utf-8", "replace")}
+    if isinstance(body, dict):
+        data.update(body)
+    plan = SocketPlan(opening=(_text({"event": "refused", "data": data}).encode(),),
+                      close=(REFUSED + response.status_code, "refused"))
+    return WebSocketResponse(plan)
 
 
 def websocket(request: HttpRequest, *, channels: str | Iterable[str] = (),

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.helpers.proc import PRODUCTION_ENV, PYTHON, ROOT, ServerProcess, runcomet_argv
@@ -169,3 +169,25 @@ def test_the_lobby_socket_starts_with_the_rooms_and_follows_posts(chat: ServerPr
         posted = ann.post_http("seen from the lobby").json()["id"]
         frame = until_event(client, "rooms")
         assert frame["id"] == posted
+
+
+def test_a_refused_socket_is_told_why_in_band(chat: ServerProcess) -> None:
+    """A browser cannot read a refused handshake's status: the view's refusal comes as
+    a ``refused`` message and a close 4000 + status (the page starts over on 400)."""
+    ann = Visitor(chat, "ann-s7")
+    for path, status in (("/rooms/random/socket?after=99999999", 400),
+                         ("/rooms/no-such-room/socket", 404),
+                         ("/rooms/socket?after=abc", 400)):
+        with ann.socket(path) as client:
+            refused = json.loads(client.recv(timeout=10))
+            assert refused["event"] == "refused" and refused["data"]["status"] == status
+            assert refused["data"]["error"]
+            with pytest.raises(ConnectionClosed):
+                client.recv(timeout=10)
+            assert client.protocol.close_rcvd is not None
+            assert client.protocol.close_rcvd.code == 4000 + status
+    # From another site, the refusal stays an HTTP answer (nothing is accepted).
+    with pytest.raises(InvalidStatus) as refused_http, \
+            ann.socket("/rooms/no-such-room/socket", origin="http://evil.example"):
+        pass
+    assert refused_http.value.response.status_code == 404

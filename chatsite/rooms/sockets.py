@@ -8,7 +8,10 @@ holds past it, or sends ``resync`` when that is more than ``MAX_BATCH`` (no ``af
 from now).
 
 A room socket takes client messages ``{"type": "post", "text": ...}`` and
-``{"type": "typing"}``.  A post goes through ``api.post``, the very code of an HTTP
+``{"type": "typing"}``.  A handshake the view refuses (a cursor the site does not
+have, a room this visitor may not see) gets ``refused`` and a close 4000 + status
+(``comet_server.sockets.refuse``): the page starts over, as on a long-poll's 400.
+A post goes through ``api.post``, the very code of an HTTP
 post (validation, the guest's name rules, the rate limits), as the visitor of the
 handshake: the session and user it carried.  A refusal comes back on this socket as
 ``{"event": "error", "data": {"status", "error", "retry_after"}}``; a post that
@@ -47,7 +50,7 @@ from chatsite.rooms.stream_frames import (
 from chatsite.rooms.stream_presence import leases
 from chatsite.rooms.streams import _closed, _cursor, stream_lifetime
 from comet_server import Event, ServerSentEvent
-from comet_server.sockets import Socket, websocket
+from comet_server.sockets import Socket, refuse, websocket
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +191,14 @@ def room_socket(request: HttpRequest, slug: str) -> HttpResponse:
     then the stream's events; posts and typing signals from the client."""
     after = _socket_cursor(request)
     if isinstance(after, JsonResponse):
-        return after
+        return refuse(request, after)
     room = Room.objects.filter(slug=slug).first()
     if room is None or not access.can_see(room, request.user):
-        return JsonResponse({"error": "No such room."}, status=404)
+        return refuse(request, JsonResponse({"error": "No such room."}, status=404))
     try:
         changes_after = moderation.changes_cursor(request.GET.get("changes"), room.id)
     except ValueError as exc:
-        return JsonResponse({"error": f"changes: {exc}"}, status=400)
+        return refuse(request, JsonResponse({"error": f"changes: {exc}"}, status=400))
     channel = room_channel(room.slug)
     missed = updates.messages_after(room.id, after, limit=MAX_BATCH + 1)
     resync = len(missed) > MAX_BATCH
@@ -238,7 +241,7 @@ def lobby_socket(request: HttpRequest) -> HttpResponse:
     """The room list's WebSocket: a ``rooms`` snapshot first, then one per change."""
     after = _socket_cursor(request)
     if isinstance(after, JsonResponse):
-        return after
+        return refuse(request, after)
     latest = updates.latest_message_id()
     viewer = request.user.pk if request.user.is_authenticated else None
     return websocket(request, channels=[LOBBY], after=max(after, latest),

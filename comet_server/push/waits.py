@@ -178,6 +178,7 @@ class SocketPlan:
     on_message: Callable[[SocketHandle, str | bytes], object] | None = None
     on_close: Callable[[int | None], object] | None = None
     lifetime: float | None = None
+    close: tuple[int, str] | None = None  # close with this once ``opening`` is out
 
     def __post_init__(self) -> None:
         if self.lifetime is not None and not self.lifetime > 0:

@@ -176,6 +176,9 @@ class WebSocketSession:
             self._write(b"".join(out))
         if plan.opening:  # sent: not kept for the socket's life
             self.plan = plan = dataclasses.replace(plan, opening=())
+        if plan.close is not None:  # a refusal told in-band: the opening, then the close
+            self.close(*plan.close)
+            return
         if plan.channels:
             assert plan.frame is not None
             after = plan.after

@@ -150,11 +150,18 @@
     },
     open: function (link) {
       var socket = null, opened = false, everOpened = false, timer = null, closed = false;
+      var refusal = null;
 
       function onMessage(event) {
         var frame;
         try { frame = JSON.parse(event.data); } catch (e) { return; }
         if (frame === null || typeof frame !== "object") { return; }
+        if (frame.event === "refused") {
+          // The view refused this socket (a browser cannot read a handshake's status,
+          // so the server says it in-band, then closes): as a long-poll's 4xx.
+          refusal = frame.data || {};
+          return;
+        }
         link.settled();
         link.live();
         if (typeof frame.event === "string") {
@@ -174,6 +181,12 @@
         socket.onclose = function (event) {
           socket = null;
           if (closed) { return; }
+          if (refusal !== null) {
+            var data = refusal;
+            refusal = null;
+            link.refused(data.status, data);
+            return;
+          }
           if (!everOpened) {
             // Refused before it ever opened (a server without WebSocket, a foreign
             // origin, a proxy that drops the Upgrade): the next transport, for good.
