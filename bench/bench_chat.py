@@ -30,8 +30,6 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench._common import (
     HOST,
-    PYTHON,
-    ROOT,
     BenchError,
     LongPolls,
     ServerError,
@@ -45,7 +43,12 @@ from bench._common import (
     verdict,
     wait_parked,
 )
-from tests.helpers.proc import PRODUCTION_ENV, UNLIMITED_CHAT_ENV, runcomet_argv  # noqa: E402  (after sys.path)
+from tests.helpers.proc import (  # noqa: E402  (after sys.path)
+    PRODUCTION_ENV,
+    UNLIMITED_CHAT_ENV,
+    manage,
+    runcomet_argv,
+)
 
 TARGET_FANOUT_MS = 250.0
 TARGET_KIB_PER_PARKED = 16.0
@@ -101,13 +104,6 @@ class Client:
         lines += [f"Content-Length: {len(body.encode())}"]
         lines += ["", body] if keep_alive else ["Connection: close", "", body]
         return "\r\n".join(lines).encode()
-
-
-def manage(*args: str, env: dict[str, str], timeout: float = 120) -> None:
-    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, timeout=timeout,
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise BenchError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
 
 def setup_room(client: Client, slug: str = ROOM, note: str = "bench_chat.py") -> int:

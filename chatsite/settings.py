@@ -22,6 +22,7 @@ from django.core.checks.security.base import (
 from django.core.exceptions import ImproperlyConfigured
 from environs import Env, EnvError
 
+from chatsite.rooms import conf as chat_settings
 from comet_server.settings import parse_bool
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -54,24 +55,8 @@ try:
     # comet_server: the broker that carries events between processes (unset: in-process).
     COMET_BROKER = env.str("COMET_BROKER", "")
 
-    # The chat's rules (chatsite/rooms/conf.py reads them; README lists them).  Rates
-    # are "COUNT/SECONDS": at most COUNT actions per window of SECONDS.
-    CHAT_GUESTS = env.flag("CHAT_GUESTS", True)  # visitors without an account may post
-    CHAT_GUEST_NAME_SECONDS = env.float("CHAT_GUEST_NAME_SECONDS", 24 * 3600)
-    CHAT_RATE_POST_SESSION = env.str("CHAT_RATE_POST_SESSION", "10/10")
-    CHAT_RATE_POST_ADDRESS = env.str("CHAT_RATE_POST_ADDRESS", "30/10")
-    CHAT_RATE_ROOM_ADDRESS = env.str("CHAT_RATE_ROOM_ADDRESS", "5/300")
-    CHAT_RATE_NAME_SESSION = env.str("CHAT_RATE_NAME_SESSION", "5/60")
-    CHAT_RATE_TYPING_SESSION = env.str("CHAT_RATE_TYPING_SESSION", "60/60")
-    CHAT_MAX_ROOMS_PER_USER = env.int("CHAT_MAX_ROOMS_PER_USER", 20)
-    # The pages' event streams (chatsite/rooms/streams.py): how long one stays open
-    # before the browser reconnects, and how long a page waits for its first event
-    # before it falls back to the long-poll.
-    CHAT_STREAM_LIFETIME = env.float("CHAT_STREAM_LIFETIME", 300.0)
-    CHAT_STREAM_FIRST_EVENT_SECONDS = env.float("CHAT_STREAM_FIRST_EVENT_SECONDS", 5.0)
-    # Pages try a WebSocket first (chatsite/rooms/sockets.py), then the event stream,
-    # then the long-poll; off: they start with the event stream.
-    CHAT_WEBSOCKET = env.flag("CHAT_WEBSOCKET", True)
+    # The chat's settings (CHAT_*): defined, with their defaults, in chatsite/rooms/conf.py.
+    globals().update(chat_settings.from_environment(env))
 
     if not DEBUG:
         # Production refuses to start rather than run with a guessable key or no host check.

@@ -10,7 +10,6 @@ import sys
 from comet_server.serving.exchange import WSGIApp
 from comet_server.serving.options import add_server_arguments, config_from
 from comet_server.serving.runner import serve
-from comet_server.settings import setting
 
 
 def load_app(spec: str) -> WSGIApp:
@@ -36,14 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("app", help="module:attribute of a WSGI application")
     parser.add_argument("bind", nargs="?", default=DEFAULT_BIND,
                         help=f"[host:]port to listen on (default {DEFAULT_BIND})")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes sharing the port (needs COMET_BROKER if > 1)")
     add_server_arguments(parser)
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
-    if args.workers > 1 and not setting("COMET_BROKER"):
-        parser.error("--workers > 1 needs COMET_BROKER (e.g. redis://127.0.0.1:6379/0)")
     host, _, port = args.bind.rpartition(":")
     if not port.isdigit():
         parser.error(f"bad bind address {args.bind!r}")
@@ -51,15 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, ".")
     app = load_app(args.app)
     try:
-        config = config_from(vars(args), multiprocess=args.workers > 1)
+        config = config_from(vars(args))
     except ValueError as exc:
         parser.error(str(exc))
 
     def announce(bound: int) -> None:
         print(f"comet server listening on http://{host or '127.0.0.1'}:{bound}/", flush=True)
 
-    serve(app, host or "127.0.0.1", int(port), config=config, workers=args.workers,
-          announce=announce)
+    serve(app, host or "127.0.0.1", int(port), config=config, announce=announce)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from functional_tests.browser import new_browser, quit_browser
-from functional_tests.server import REDIS_URL, ChatServer
+from functional_tests.server import ChatServer
+from tests.helpers.proc import REDIS_URL
 
 SCREENSHOT_DIR = Path("/tmp")
 _room_numbers = itertools.count(1)

@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import requests
 
 from tests.helpers.proc import (
-    PYTHON,
-    ROOT,
     UNLIMITED_CHAT_ENV,
     ServerProcess,
     broker_env,
     child_env,
+    manage,
     runcomet_argv,
 )
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def chat_env(db_path: Path, broker: str = "",
@@ -41,17 +38,6 @@ def chat_env(db_path: Path, broker: str = "",
     })
 
 
-def manage(env: dict[str, str], *args: str, timeout: float = 60.0) -> str:
-    """Run ``manage.py`` with the test database; fail with its output if it fails."""
-    result = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=timeout,
-                            stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        raise AssertionError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
 class ChatServer(ServerProcess):
     """One ``runcomet`` process; ``start`` after ``stop`` (or ``restart``) brings it back
     on the same port and database."""
@@ -64,7 +50,7 @@ class ChatServer(ServerProcess):
                          start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT)
 
     def migrate(self) -> None:
-        manage(self.env, "migrate", "--noinput")
+        manage("migrate", "--noinput", env=self.env)
 
     def stop(self) -> None:
         """SIGTERM and wait, as an operator would; SIGKILL only if it hangs."""
@@ -72,7 +58,7 @@ class ChatServer(ServerProcess):
 
     def post_message(self, slug: str, text: str, nick: str = "operator") -> None:
         """Post from outside any browser with the ``post_message`` command."""
-        manage(self.env, "post_message", slug, text, "--nick", nick)
+        manage("post_message", slug, text, "--nick", nick, env=self.env)
 
     def post_many(self, slug: str, texts: list[str], nick: str = "operator") -> None:
         """Many ``post_message`` calls in one Python process (one Django start-up)."""
@@ -81,7 +67,7 @@ class ChatServer(ServerProcess):
                 "for text in json.loads(os.environ['FT_TEXTS']):\n"
                 f"    call_command('post_message', {slug!r}, text, nick={nick!r})\n")
         env = {**self.env, "FT_TEXTS": json.dumps(texts)}
-        manage(env, "shell", "-c", code, timeout=120)
+        manage("shell", "-c", code, env=env, timeout=120)
 
     def create_room(self, slug: str, title: str, description: str = "") -> None:
         """Create a room through the lobby form over plain HTTP (with its CSRF token)."""

@@ -1,6 +1,6 @@
 """The promises of the room page's layout, at a desktop size and a phone's, with
 screenshots of both (in the test's tmp dir; with COMET_DOCS_SCREENSHOT=1 also the
-README's docs/screenshot.png and docs/screenshot-phone.png).
+README's docs/screenshot.png, docs/screenshot-phone.png and docs/screenshot-lobby.png).
 
 - the text box and Send are on screen on a phone without scrolling the page;
 - the page itself does not scroll: the message list does, under a header that stays;
@@ -34,6 +34,7 @@ from functional_tests.browser import (
 from functional_tests.server import ChatServer
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS_SHOTS = {"screenshot.png", "screenshot-phone.png", "screenshot-lobby.png"}
 DESKTOP = (1200, 900)
 PHONE = (390, 844)
 
@@ -86,10 +87,47 @@ def page_too_wide(driver: WebDriver) -> bool:
         "var e = document.scrollingElement; return e.scrollWidth > e.clientWidth + 1;")
 
 
+# WCAG contrast of an element's text against the first opaque background behind it.
+CONTRAST_JS = """
+function rgb(c) {
+  var m = c.match(/[\\d.]+/g).map(Number);
+  return m.length > 3 ? m : m.concat([1]);
+}
+function lum(c) {
+  var v = c.slice(0, 3).map(function (x) { x /= 255;
+    return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+  return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2];
+}
+var out = [];
+document.querySelectorAll(arguments[0]).forEach(function (el) {
+  if (!el.offsetParent || !el.textContent.trim()) { return; }
+  var bg = null;
+  for (var e = el; e && !bg; e = e.parentElement) {
+    var c = rgb(getComputedStyle(e).backgroundColor);
+    if (c[3] > 0.9) { bg = c; }
+  }
+  bg = bg || [255, 255, 255, 1];
+  var a = lum(rgb(getComputedStyle(el).color)), b = lum(bg);
+  out.push([el.className || el.tagName, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]);
+});
+return out;
+"""
+TEXTS = (".message .author, .message .text, .message .time, .room-nav a, .unread, #send, "
+         ".status, .transport, .room-title .description, .composer-foot, .day-divider, "
+         "#presence li, .people h2, .sidebar-head h2, .sidebar-all, .people-button")
+
+
+def low_contrast(driver: WebDriver) -> list[tuple[str, float]]:
+    """Texts below WCAG AA (4.5:1)."""
+    measured = driver.execute_script(CONTRAST_JS, TEXTS)
+    assert len(measured) >= 10, f"too few texts measured: {measured}"
+    return [(name, round(ratio, 2)) for name, ratio in measured if ratio < 4.5]
+
+
 def shoot(driver: WebDriver, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
-    if os.environ.get("COMET_DOCS_SCREENSHOT") == "1":
+    if os.environ.get("COMET_DOCS_SCREENSHOT") == "1" and path.name in DOCS_SHOTS:
         shutil.copy(path, ROOT / "docs" / path.name)
     return path
 
@@ -129,17 +167,19 @@ class Poster:
             assert answer.status_code in (200, 201), (answer.status_code, answer.text)
 
 
-@pytest.fixture
-def chat_room(chat_server: ChatServer, new_room: str) -> tuple[ChatServer, str]:
-    chat_server.create_room(new_room + "-b", "Book club", "Reading together, one chapter a week")
-    return chat_server, new_room
+@pytest.fixture(scope="module")
+def chat_room(chat_server: ChatServer) -> tuple[ChatServer, str]:
+    """Two rooms of their own (the first one is the screenshots' conversation)."""
+    chat_server.create_room("book-club", "Book club", "Reading together, one chapter a week")
+    chat_server.create_room("translators", "Translators", "Words that do not travel well")
+    return chat_server, "book-club"
 
 
 def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str],
                                                browser: WebDriver, other_browser: WebDriver,
                                                tmp_path: Path) -> None:
     server, slug = chat_room
-    other = slug + "-b"
+    other = "translators"
     ann, eve = browser, other_browser
     set_viewport(ann, *DESKTOP)
     # ann has seen the other room (so its new messages count as unread for her).
@@ -158,6 +198,11 @@ def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str]
     wait_for_message(ann, "Reading it now, thanks!")
     type_message(ann, "The plot hole is the train timetable, right?", enter=True)
     wait_for_message(eve, "The plot hole is the train timetable, right?", timeout=LIVE)
+    type_message(eve, "Exactly: the 7:40 leaves before the 7:35 arrives.")
+    type_message(eve, "Also, who brings the snacks on Thursday?")
+    marcus = Poster(server, "Marcus")
+    marcus.post(slug, "I can bake something. Lemon cake?")
+    wait_for_message(ann, "I can bake something. Lemon cake?", timeout=LIVE)
 
     # Grouping: one author line for Eve's three messages, and for ann's two.
     first, second = group_of(ann, history[0][1]), group_of(ann, history[1][1])
@@ -173,8 +218,8 @@ def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str]
     # Presence: sorted as people read, case aside.
     until(ann, lambda d: d.execute_script(
         "return Array.from(document.querySelectorAll('#presence li'))"
-        ".map(function (li) { return li.textContent; });") == ["anna", "Eve"],
-        "#presence is not ['anna', 'Eve']", LIVE)
+        ".map(function (li) { return li.textContent; });") == ["anna", "Eve", "Marcus"],
+        "#presence is not ['anna', 'Eve', 'Marcus']", LIVE)
 
     # Unread: a message in the other room shows as 1 in ann's sidebar, live.
     eve_http.post(other, "New chapter is up")
@@ -184,6 +229,7 @@ def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str]
     assert ann.find_element(By.CSS_SELECTOR, "#rooms-sidebar").is_displayed()
 
     shoot(ann, tmp_path / "screenshot.png")
+    assert not low_contrast(ann), f"text below AA contrast: {low_contrast(ann)}"
     set_viewport(ann, *PHONE)
     until(ann, lambda d: inside_viewport(d, "#send"), "Send is not on screen on a phone")
     shoot(ann, tmp_path / "screenshot-phone.png")
@@ -226,6 +272,7 @@ def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str]
     until(ann, lambda d: rect(d, "#rooms-sidebar")["left"] >= 0,
           "the rooms drawer did not open", LIVE)
     assert ann.find_element(By.CSS_SELECTOR, badge).text == "1"
+    assert not low_contrast(ann), f"text below AA contrast: {low_contrast(ann)}"
     shoot(ann, tmp_path / "screenshot-phone-rooms.png")  # the drawer
     ann.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     until(ann, lambda d: rect(d, "#rooms-sidebar")["right"] <= 0,
@@ -259,3 +306,19 @@ def test_lobby_cards_on_desktop_and_phone(chat_room: tuple[ChatServer, str],
           "the phone's lobby lost the unread count")
     assert not page_too_wide(browser), "the lobby is wider than a phone"
     shoot(browser, tmp_path / "screenshot-lobby-phone.png")
+
+
+def test_a_new_visitor_on_a_phone_joins_without_scrolling(chat_room: tuple[ChatServer, str],
+                                                          browser: WebDriver,
+                                                          tmp_path: Path) -> None:
+    server, slug = chat_room
+    set_viewport(browser, *PHONE)
+    open_room(browser, server.url(""), slug)
+    for css in ("#nick", "#nick-form button[type=submit]", ".room-header h1"):
+        assert inside_viewport(browser, css), f"{css} is not on screen for a new visitor"
+    assert not page_scrolls(browser) and not page_too_wide(browser)
+    shoot(browser, tmp_path / "phone-new-visitor.png")
+    browser.find_element(By.ID, "nick").send_keys("newcomer", Keys.ENTER)
+    until(browser, lambda d: d.find_elements(By.ID, "message-text")
+          and d.find_element(By.ID, "message-text").is_displayed(), "no composer after joining")
+    assert inside_viewport(browser, "#send") and inside_viewport(browser, "#message-text")

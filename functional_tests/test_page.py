@@ -6,7 +6,7 @@ from __future__ import annotations
 from selenium.webdriver.common.by import By
 
 from functional_tests.browser import LIVE, open_room, type_message, until, wait_for_message
-from functional_tests.server import manage
+from tests.helpers.proc import manage
 
 LINKS_JS = """
 return Array.from(document.querySelectorAll('#messages li.message .text a')).map(
@@ -23,7 +23,7 @@ def test_links_days_unread_cue_and_counter(chat_server, new_room, browser, other
             f"room = Room.objects.get(slug={new_room!r})\n"
             "m = Message.objects.create(room=room, author='old', text='from the past')\n"
             "Message.objects.filter(pk=m.pk).update(created=timezone.now() - timedelta(days=2))\n")
-    manage(chat_server.env, "shell", "-c", code)
+    manage("shell", "-c", code, env=chat_server.env)
     chat_server.post_many(new_room, [f"filler {i}" for i in range(40)])
 
     open_room(ann, chat_server.url(""), new_room, "ann")

@@ -13,8 +13,8 @@ import requests
 from selenium.webdriver.common.by import By
 
 from functional_tests.browser import until
-from functional_tests.server import manage
 from tests.helpers.http import build_request, connect, read_response
+from tests.helpers.proc import manage
 from tests.helpers.scrape import scrape
 
 PARKED = 4
@@ -44,12 +44,13 @@ def post(server, slug: str, text: str) -> None:
         assert answer.status_code == 201, answer.text[:300]
 
 
-def test_status_page_for_staff_only_with_live_totals(own_server, browser_factory) -> None:
+def test_status_page_for_staff_only_with_live_totals(own_server, browser_factory,
+                                                     tmp_path) -> None:
     server = own_server
-    manage({**server.env, "DJANGO_SUPERUSER_PASSWORD": "staff-pass-1"}, "createsuperuser",
-           "--noinput", "--username", "boss", "--email", "boss@example.com")
-    manage(server.env, "shell", "-c", "from django.contrib.auth.models import User; "
-           "User.objects.create_user('plain', password='plain-pass-1')")
+    manage("createsuperuser", "--noinput", "--username", "boss", "--email",
+           "boss@example.com", env={**server.env, "DJANGO_SUPERUSER_PASSWORD": "staff-pass-1"})
+    manage("shell", "-c", "from django.contrib.auth.models import User; "
+           "User.objects.create_user('plain', password='plain-pass-1')", env=server.env)
     server.create_room("watched", "Watched room")
 
     anonymous = browser_factory()
@@ -73,6 +74,13 @@ def test_status_page_for_staff_only_with_live_totals(own_server, browser_factory
     until(staff, lambda d: d.find_elements(By.ID, "status-total"), "the totals row")
     staff.get(server.url("/admin/"))  # the admin links to it too
     until(staff, lambda d: d.find_elements(By.ID, "status-link"), "the admin's status link")
+    # The link is a module of the app list: "Recent actions" keeps its place beside it.
+    assert staff.execute_script(
+        "return document.getElementById('status-module').closest('#content-main') !== null;")
+    top = staff.execute_script("return [document.getElementById('content-main')"
+                               ".getBoundingClientRect().top, document.getElementById("
+                               "'recent-actions-module').getBoundingClientRect().top];")
+    assert abs(top[0] - top[1]) < 40, f"Recent actions pushed down: {top}"
     staff.find_element(By.ID, "status-link").click()
     until(staff, lambda d: d.find_elements(By.ID, "status-total"), "the totals row")
     assert total(staff, "worker") == "total (1 worker)"
@@ -111,9 +119,30 @@ def test_status_page_for_staff_only_with_live_totals(own_server, browser_factory
 
     until(staff, charted, "charts with samples, the parked polls and their deliveries")
     assert len(staff.find_elements(By.CSS_SELECTOR, ".status-charts canvas")) == 4
+    # Each chart says what it measures; at 1200 px the table needs no scrollbar and the
+    # charts fill their rows (no empty cell).
+    for figure in staff.find_elements(By.CSS_SELECTOR, ".status-charts figure"):
+        assert len(figure.find_element(By.CSS_SELECTOR, ".chart-what").text) > 30
+    staff.set_window_size(1200, 900)
+    staff.execute_script("document.getElementById('status-workers').scrollIntoView();")
+    staff.save_screenshot(str(tmp_path / "status-table-1200.png"))
+    until(staff, lambda d: d.execute_script(
+        "var w = document.querySelector('.status-table-wrap');"
+        " return w.scrollWidth <= w.clientWidth;"), "the workers table overflows at 1200 px")
+    rows = staff.execute_script(
+        "var f = Array.from(document.querySelectorAll('.status-charts figure'));"
+        " return f.map(function (e) { var r = e.getBoundingClientRect();"
+        " return [Math.round(r.left), Math.round(r.right)]; });")
+    edges = staff.execute_script(
+        "var r = document.querySelector('.status-charts').getBoundingClientRect();"
+        " return [Math.round(r.left), Math.round(r.right)];")
+    assert max(right for _left, right in rows) == edges[1], "charts leave an empty cell"
+    staff.save_screenshot(str(tmp_path / "status-1200.png"))
+    print(f"screenshot: {tmp_path / 'status-1200.png'}")
     target = os.environ.get("COMET_STATUS_SCREENSHOT")
     if target:
         staff.set_window_size(1500, 1000)
+        staff.execute_script("window.scrollTo(0, 0);")
         until(staff, lambda d: d.execute_script(
             "return window.statusCharts.connections.data[0].length") >= 8, "more samples", 40)
         staff.save_screenshot(target)

@@ -305,3 +305,30 @@ def test_a_status_with_cr_lf_is_refused() -> None:
     responder = Responder(None, request, "127.0.0.1", log_enabled=False)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         responder.set_status("200 OK\r\nSet-Cookie: injected=1", [])
+
+
+def test_the_reader_walks_its_states() -> None:
+    """BETWEEN -> HEAD -> CONTINUE (100 Continue asked) -> BODY -> BETWEEN; an upgrade
+    and an unframeable request are final."""
+    reader = http1.RequestReader(ROOMY)
+    assert reader.state is http1.ReadState.BETWEEN
+    reader.feed(b"POST / HTTP/1.1\r\nHost: x\r\n")
+    assert reader.state is http1.ReadState.HEAD and reader.in_head
+    reader.feed(b"Content-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    assert reader.state is http1.ReadState.CONTINUE and reader.wants_continue
+    reader.continue_sent()
+    assert reader.state is http1.ReadState.BODY and reader.in_body
+    assert not reader.wants_continue
+    reader.feed(b"ab")
+    assert reader.state is http1.ReadState.BODY
+    reader.feed(b"cd")
+    assert reader.state is http1.ReadState.BETWEEN and len(reader.queue) == 1
+
+    upgraded = http1.RequestReader(ROOMY)
+    upgraded.feed(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n")
+    assert upgraded.state is http1.ReadState.UPGRADED and upgraded.upgraded
+
+    failed = http1.RequestReader(ROOMY)
+    failed.feed(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+    assert failed.state is http1.ReadState.FAILED
+    assert isinstance(failed.queue[-1], http1.ProtocolError)

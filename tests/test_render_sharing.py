@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chatsite.rooms import services, updates
+from chatsite.rooms import presence, queries, services, updates
 from chatsite.rooms.models import Message, Room
 from comet_server import wait_for_events
 from comet_server.push.hub import Event, Hub
@@ -143,7 +143,7 @@ def rooms(db) -> tuple[Room, int, int]:
     Message.objects.bulk_create(Message(room=lobby, author="a", text=str(i)) for i in range(5))
     Message.objects.bulk_create(Message(room=other, author="b", text=str(i))
                                 for i in range(N + 5))
-    return lobby, updates.newest_message_id(lobby.id), updates.latest_message_id()
+    return lobby, queries.newest_message_id(lobby.id), queries.latest_message_id()
 
 
 def test_a_signal_to_a_thousand_distinct_cursors_costs_two_queries(fresh_hub, rooms):
@@ -152,7 +152,7 @@ def test_a_signal_to_a_thousand_distinct_cursors_costs_two_queries(fresh_hub, ro
     assert cursors[-1] <= site
     parked = park_all(fresh_hub, "room:lobby", cursors, updates.RoomUpdates(lobby.id))
     with CaptureQueriesContext(connection) as queries:
-        services.signal_presence(lobby)
+        presence.signal(lobby)
     assert len(queries) == 2, [q["sql"] for q in queries]  # newest id, presence
     for poll in parked:
         assert poll.answer() == {"messages": [], "cursor": poll.after, "presence": [],
@@ -184,7 +184,7 @@ def test_a_page_far_behind_reads_its_own_batch(fresh_hub, rooms):
     render = updates.RoomUpdates(lobby.id)
     # Parked by hand at old cursors (the view would have answered them at once).
     behind = park_all(fresh_hub, "room:lobby", [0, ids[-updates.TAIL - 3], ids[-2]], render)
-    services.signal_presence(lobby)
+    presence.signal(lobby)
     assert [m["id"] for m in behind[0].answer()["messages"]] == ids
     assert [m["id"] for m in behind[1].answer()["messages"]] == ids[-updates.TAIL - 2:]
     assert [m["id"] for m in behind[2].answer()["messages"]] == ids[-1:]

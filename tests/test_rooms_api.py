@@ -109,11 +109,15 @@ def test_post_with_csrf_token_from_the_page_is_201():
     ("get", "/rooms/nowhere/updates?after=0"),
     ("post", "/rooms/nowhere/typing"),
     ("post", "/rooms/nowhere/leave"),
+    ("get", "/rooms/nowhere/events?after=0"),
     ("get", "/rooms/nowhere/"),
 ])
 def test_unknown_room_is_404(ann, method, url):
     data = {"text": "hi"} if method == "post" else None
-    assert getattr(ann, method)(url, data).status_code == 404
+    response = getattr(ann, method)(url, data)
+    assert response.status_code == 404
+    if not url.endswith("/"):  # the JSON API and the streams answer in JSON
+        assert response.json() == {"error": "No such room."}
 
 
 def test_html_is_stored_verbatim_and_returned_as_json_text(ann, room):

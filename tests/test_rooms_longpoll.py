@@ -7,7 +7,6 @@ generous deadline; nothing relies on a fixed sleep.
 import json
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 from django.db import connections, transaction
@@ -17,6 +16,7 @@ from chatsite.rooms import services
 from chatsite.rooms.models import Room
 from chatsite.rooms.updates import RoomUpdates
 from comet_server.push.hub import get_hub
+from tests.helpers.proc import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -28,13 +28,6 @@ DEADLINE = 20.0  # seconds: only reached when something is broken
 def long_timeout(settings):
     """Parked polls outlive any test that works; a broken wake shows as a failure."""
     settings.CHAT_POLL_TIMEOUT = DEADLINE
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def waiting() -> int:
@@ -75,7 +68,8 @@ def park(client: Client, url: str) -> Poll:
     before = waiting()
     poll = Poll(client, url)
     poll.start()
-    wait_until(lambda: waiting() > before or not poll.is_alive(), "the poll to park")
+    wait_until(lambda: waiting() > before or not poll.is_alive(), DEADLINE, "the poll to park",
+               interval=0.005)
     return poll
 
 

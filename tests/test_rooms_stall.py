@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from chatsite.rooms import services
 from chatsite.rooms.models import Message, Room
+from chatsite.throttle import Throttle
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,7 @@ def clock(monkeypatch) -> FakeClock:
     """A fresh typing throttle on a clock the test moves."""
     fake = FakeClock()
     monkeypatch.setattr(services, "typing_throttle",
-                        services.Throttle(services.TYPING_EVERY, clock=fake))
+                        Throttle(services.TYPING_EVERY, clock=fake))
     return fake
 
 
@@ -116,7 +117,7 @@ def test_the_typing_signal_still_wakes_the_room(fresh_hub, clock):
 
 def test_the_throttle_forgets_old_keys_and_stays_bounded():
     fake = FakeClock()
-    throttle = services.Throttle(2.0, max_keys=100, clock=fake)
+    throttle = Throttle(2.0, max_keys=100, clock=fake)
     for i in range(50):
         assert throttle.allow(i)
     fake.now += 2.5

@@ -12,10 +12,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from chatsite.rooms import services, stream_frames, streams
+from chatsite.rooms import presence, services, stream_frames, streams
 from chatsite.rooms.models import Message, Presence, Room
+from chatsite.rooms.presence import Leases
 from chatsite.rooms.stream_frames import Ledger, RoomFrames
-from chatsite.rooms.stream_presence import Leases
 from comet_server import Event, StreamEnd
 
 pytestmark = pytest.mark.django_db
@@ -220,7 +220,7 @@ def test_a_drained_stream_keeps_its_lease_and_writes_nothing(room: Room, monkeyp
     no presence write each; a page that went away (or whose stream ended for another
     reason) gives its lease up as before."""
     leases = Leases()
-    monkeypatch.setattr(streams, "leases", leases)
+    monkeypatch.setattr(presence, "leases", leases)
     leases.take(room, "ann", 300)
     leases.take(room, "bob", 300)
     streams._closed(room.id, "ann", StreamEnd.DRAIN)

@@ -8,7 +8,8 @@ by ``updates.RoomUpdates`` (a membership event on the room's channel).
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
+from django.http import Http404, HttpRequest
 
 from chatsite.rooms import conf
 from chatsite.rooms.models import Room
@@ -16,6 +17,16 @@ from chatsite.rooms.models import Room
 
 def _user_id(user: Any) -> int | None:
     return user.pk if user is not None and user.is_authenticated else None
+
+
+def room_or_404(request: HttpRequest, slug: str) -> Room:
+    """The room ``slug`` when the visitor may see it; else ``Http404``, the same for a
+    room that does not exist and one private to others (its existence does not leak).
+    Pages show Django's 404; the JSON views answer it as JSON (``api.json_404``)."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None or not can_see(room, request.user):
+        raise Http404("No such room.")
+    return room
 
 
 def can_see(room: Room, user: Any) -> bool:
@@ -27,22 +38,6 @@ def can_see(room: Room, user: Any) -> bool:
         return False
     return bool(user.is_staff or room.owner_id == uid
                 or room.members.filter(pk=uid).exists())
-
-
-def visible_rooms(user: Any) -> QuerySet[Room]:
-    """The rooms ``user`` may see (the lobby lists these)."""
-    uid = _user_id(user)
-    if uid is not None and user.is_staff:
-        return Room.objects.all()
-    if uid is None:
-        return Room.objects.filter(private=False)
-    member_of = Room.members.through.objects.filter(user_id=uid).values("room_id")
-    return Room.objects.filter(Q(private=False) | Q(owner_id=uid) | Q(pk__in=member_of))
-
-
-def private_room_ids(user: Any) -> frozenset[int]:
-    """The private rooms ``user`` may see (a lobby poll's renderer carries them)."""
-    return frozenset(visible_rooms(user).filter(private=True).values_list("pk", flat=True))
 
 
 def allowed_user_ids(room_id: int) -> frozenset[int]:

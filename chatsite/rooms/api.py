@@ -3,11 +3,24 @@
 This is the contract for other clients too; see README in this package.
 """
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chatsite.rooms import access, conf, limits, moderation, names, services, updates
-from chatsite.rooms.channels import LOBBY, room_channel
+from chatsite.rooms import (
+    access,
+    conf,
+    limits,
+    moderation,
+    names,
+    queries,
+    services,
+    updates,
+)
+from chatsite.rooms.events import LOBBY, room_channel
 from chatsite.rooms.identity import current_nick, current_user, remember_nick
 from chatsite.rooms.models import Room
 from chatsite.rooms.validation import (
@@ -22,22 +35,23 @@ def _error(message: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def _no_room() -> JsonResponse:
-    return _error("No such room.", 404)
-
-
-def _room(request: HttpRequest, slug: str) -> Room | None:
-    """The room, or None when there is none or it is private to others (both 404)."""
-    room = Room.objects.filter(slug=slug).first()
-    return room if room is not None and access.can_see(room, request.user) else None
+def json_404(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """``view`` with its ``Http404`` (``access.room_or_404``) answered as the API's JSON
+    error, ``{"error": ...}`` with status 404."""
+    @wraps(view)
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Http404 as exc:
+            return _error(str(exc) or "Not found.", 404)
+    return answer
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
+@json_404
 def messages(request: HttpRequest, slug: str) -> HttpResponse:
     """GET: older messages (``?before=<id>``); POST: a new message (201)."""
-    room = _room(request, slug)
-    if room is None:
-        return _no_room()
+    room = access.room_or_404(request, slug)
     if request.method == "POST":
         return post(request, room)
     return _older(request, room)
@@ -90,7 +104,7 @@ def _after(request: HttpRequest) -> tuple[int, int] | JsonResponse:
     the site; or a 400 when the cursor is not a message id or is above ``newest``."""
     try:
         after = parse_cursor(request.GET.get("after"))
-        newest = updates.latest_message_id()
+        newest = queries.latest_message_id()
         return check_cursor_known(after, newest), newest
     except ValueError as exc:
         return _error(f"after: {exc}")
@@ -102,15 +116,14 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 
 @require_GET
+@json_404
 def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
     """Long-poll: messages after ``after`` at once if any, else park until an event."""
     cursor = _after(request)
     if isinstance(cursor, JsonResponse):
         return cursor
     after, newest = cursor
-    room = _room(request, slug)
-    if room is None:
-        return _no_room()
+    room = access.room_or_404(request, slug)
     try:
         changes_after = moderation.changes_cursor(request.GET.get("changes"), room.id)
     except ValueError as exc:
@@ -122,7 +135,7 @@ def room_updates(request: HttpRequest, slug: str) -> HttpResponse:
             names.keep_alive(request, nick)
     # At the site's newest message (a page re-polling after an answer) nothing can be
     # pending: no query.
-    pending = updates.messages_after(room.id, after) if after < newest else []
+    pending = queries.messages_after(room.id, after) if after < newest else []
     changes = moderation.changes_after(room.id, changes_after)
     if pending or changes:
         body = updates.room_answer(room.id, after, pending, changes=changes)
@@ -151,11 +164,10 @@ def lobby_updates(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@json_404
 def typing(request: HttpRequest, slug: str) -> HttpResponse:
     """Signal that this visitor is typing (204); pages show it for a few seconds."""
-    room = _room(request, slug)
-    if room is None:
-        return _no_room()
+    room = access.room_or_404(request, slug)
     nick = current_nick(request)
     if nick is None:
         return _error("Choose a name first.")
@@ -167,11 +179,10 @@ def typing(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_POST
+@json_404
 def leave(request: HttpRequest, slug: str) -> HttpResponse:
     """The page is going away (sendBeacon on pagehide): drop this visitor's presence."""
-    room = _room(request, slug)
-    if room is None:
-        return _no_room()
+    room = access.room_or_404(request, slug)
     nick = current_nick(request)
     if nick is not None:
         services.leave(room, nick)

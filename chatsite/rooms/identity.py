@@ -3,6 +3,8 @@
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 
+from chatsite.rooms.conf import MAX_NICK
+
 SESSION_KEY = "chat_nick"
 
 
@@ -10,7 +12,7 @@ def current_nick(request: HttpRequest) -> str | None:
     """The display name of this visitor, or None when they have not picked one."""
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return user.get_username()[:40]
+        return user.get_username()[:MAX_NICK]
     return request.session.get(SESSION_KEY)
 
 

@@ -10,7 +10,7 @@ from functools import partial
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from chatsite.rooms.channels import LOBBY, MEMBERSHIP, room_channel
+from chatsite.rooms.events import LOBBY, Signal, room_channel
 from chatsite.rooms.models import Room
 from comet_server import publish
 
@@ -20,9 +20,9 @@ class NoSuchUser(ValueError):
 
 
 def _announce(room: Room) -> None:
-    transaction.on_commit(partial(publish, room_channel(room.slug), {"type": MEMBERSHIP}),
+    transaction.on_commit(partial(publish, room_channel(room.slug), {"type": Signal.MEMBERSHIP}),
                           robust=True)
-    transaction.on_commit(partial(publish, LOBBY, {"type": "room", "room": room.slug}),
+    transaction.on_commit(partial(publish, LOBBY, {"type": Signal.ROOM, "room": room.slug}),
                           robust=True)
 
 

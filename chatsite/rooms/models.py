@@ -4,6 +4,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from chatsite.rooms.conf import MAX_NICK, MAX_TEXT
+from chatsite.rooms.events import Signal
+
 
 class Room(models.Model):
     """A chat room; its slug names it in URLs and comet channels."""
@@ -40,12 +43,12 @@ class Message(models.Model):
     """A posted message.  The auto id orders messages site-wide and is the poll cursor."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
-    author = models.CharField(max_length=40)
+    author = models.CharField(max_length=MAX_NICK)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="chat_messages",
     )
-    text = models.TextField(max_length=2000)
+    text = models.TextField(max_length=MAX_TEXT)
     created = models.DateTimeField(default=timezone.now)
     # Moderation: a deleted message stays as a row (the poll cursor and the audit need
     # it) but its text is never served again; see MessageChange.
@@ -80,10 +83,10 @@ class Message(models.Model):
 
 
 class ChangeKind(models.TextChoices):
-    """What a moderator did to a message."""
+    """What a moderator did to a message (the type of its signal, too)."""
 
-    DELETED = "deleted"
-    EDITED = "edited"
+    DELETED = Signal.DELETED.value
+    EDITED = Signal.EDITED.value
 
 
 class MessageChange(models.Model):
@@ -117,7 +120,7 @@ class GuestName(models.Model):
     """
 
     key = models.CharField(max_length=160, unique=True)
-    name = models.CharField(max_length=40)
+    name = models.CharField(max_length=MAX_NICK)
     session_key = models.CharField(max_length=40, db_index=True)
     last_seen = models.DateTimeField(default=timezone.now)
 
@@ -129,7 +132,7 @@ class Presence(models.Model):
     """A nick seen polling a room; present while ``last_seen`` is recent."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="presences")
-    nick = models.CharField(max_length=40)
+    nick = models.CharField(max_length=MAX_NICK)
     last_seen = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

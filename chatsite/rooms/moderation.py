@@ -14,7 +14,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from chatsite.rooms.channels import room_channel
+from chatsite.rooms.conf import MAX_BATCH
+from chatsite.rooms.events import room_channel
 from chatsite.rooms.models import ChangeKind, Message, MessageChange, Room
 from chatsite.rooms.validation import clean_text, parse_cursor
 from comet_server import publish
@@ -60,7 +61,7 @@ def edit_message(message: Message, text: str, by: Any = None) -> MessageChange |
         return _record(row, ChangeKind.EDITED, who)
 
 
-def changes_after(room_id: int, after: int, limit: int = 500) -> list[dict[str, Any]]:
+def changes_after(room_id: int, after: int, limit: int = MAX_BATCH) -> list[dict[str, Any]]:
     """The room's changes with an id above ``after``, oldest first (each carries the
     message as it is now: a tombstone once deleted)."""
     rows = (MessageChange.objects.filter(room_id=room_id, id__gt=after)

@@ -7,14 +7,13 @@ from django.views.decorators.http import require_POST
 from chatsite.rooms import access, members, moderation
 from chatsite.rooms.identity import current_user
 from chatsite.rooms.models import Message
-from chatsite.rooms.views import visible_room
 
 
 @require_POST
 def delete_message(request: HttpRequest, slug: str, message_id: int) -> JsonResponse:
     """Soft-delete a message (staff and the room's owner): 200 ``{"deleted": id}``;
     every open page of the room removes it at once."""
-    room = visible_room(request, slug)
+    room = access.room_or_404(request, slug)
     if not access.can_moderate(room, current_user(request)):
         return JsonResponse({"error": "Only moderators can delete messages."}, status=403)
     message = Message.objects.filter(room=room, pk=message_id).first()
@@ -27,7 +26,7 @@ def delete_message(request: HttpRequest, slug: str, message_id: int) -> JsonResp
 @require_POST
 def add_member(request: HttpRequest, slug: str) -> HttpResponse:
     """The owner lets an account into a private room (form on the room page)."""
-    room = visible_room(request, slug)
+    room = access.room_or_404(request, slug)
     if not room.private or not access.can_manage_members(room, current_user(request)):
         return JsonResponse({"error": "Only the owner manages members."}, status=403)
     try:
@@ -40,7 +39,7 @@ def add_member(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def remove_member(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
     """The owner takes a member out; the member's open pages say so at once."""
-    room = visible_room(request, slug)
+    room = access.room_or_404(request, slug)
     if not room.private or not access.can_manage_members(room, current_user(request)):
         return JsonResponse({"error": "Only the owner manages members."}, status=403)
     members.remove_member(room, user_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatsite.rooms import conf, streams
+from chatsite.rooms import conf, events, streams
 
 # Someone's "is typing…" line stays this long after their last signal; a page signals
 # at most this often while its visitor types (well inside CHAT_RATE_TYPING_SESSION).
@@ -23,8 +23,9 @@ def live_attrs() -> dict[str, Any]:
     longest_retry = streams.STREAM_RETRY * (1 + streams.RETRY_SPREAD)
     return {
         "poll-seconds": conf.poll_timeout(),
-        "first-event-ms": round(streams.first_event_seconds() * 1000),
+        "first-event-ms": round(conf.first_event_seconds() * 1000),
         "grace-ms": round((longest_retry + RECONNECT_MARGIN_SECONDS) * 1000),
+        **events.page_attrs(),  # data-events: the names of the streams' frames
         "websocket": int(conf.websocket_enabled()),
     }
 

@@ -6,10 +6,6 @@ while the message is inserted, so within a room ids are committed in id order
 therefore never skips a lower id that commits later.
 """
 
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
 
@@ -17,9 +13,10 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from chatsite.rooms import presence
-from chatsite.rooms.channels import LOBBY, room_channel
+from chatsite.rooms.events import LOBBY, Signal, room_channel
 from chatsite.rooms.models import Message, Room
 from chatsite.rooms.validation import clean_nick, clean_text
+from chatsite.throttle import Throttle
 from comet_server import publish
 
 
@@ -37,61 +34,20 @@ def post_message(room: Room, author: str, text: str,
 
 
 def _announce_message(slug: str, data: dict[str, Any]) -> None:
-    publish(room_channel(slug), {"type": "message", "message": data}, cursor=data["id"])
-    publish(LOBBY, {"type": "message", "room": slug}, cursor=data["id"])
-
-
-def signal_presence(room: Room) -> None:
-    """Wake the room's and the lobby's pollers: the list of people changed."""
-    publish(room_channel(room.slug), {"type": "presence"})
-    publish(LOBBY, {"type": "presence", "room": room.slug})
+    publish(room_channel(slug), {"type": Signal.MESSAGE, "message": data}, cursor=data["id"])
+    publish(LOBBY, {"type": Signal.MESSAGE, "room": slug}, cursor=data["id"])
 
 
 def join(room: Room, nick: str) -> None:
     """Refresh ``nick``'s presence (called on each poll); signal when it is new."""
     if presence.touch(room, nick):
-        signal_presence(room)
+        presence.signal(room)
 
 
 def leave(room: Room, nick: str) -> None:
     """``nick`` left the page; signal when it was present."""
     if presence.leave(room, nick):
-        signal_presence(room)
-
-
-class Throttle:
-    """Lets a key through at most once per ``every`` seconds, in this process.
-
-    Remembers when each key last went through, oldest first; keys older than ``every``
-    are forgotten as new ones arrive, and at most ``max_keys`` are kept (past that the
-    oldest is forgotten early: memory stays bounded whatever the traffic).
-    """
-
-    def __init__(self, every: float, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.every = every
-        self.max_keys = max_keys
-        self.clock = clock
-        self._last: OrderedDict[Hashable, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def allow(self, key: Hashable) -> bool:
-        """True when ``key`` may go through now (and remember that it did)."""
-        now = self.clock()
-        with self._lock:
-            last = self._last
-            while last:
-                oldest_key, oldest = next(iter(last.items()))
-                if now - oldest < self.every and len(last) < self.max_keys:
-                    break
-                del last[oldest_key]
-            if key in last:
-                return False
-            last[key] = now
-            return True
-
-    def __len__(self) -> int:
-        return len(self._last)
+        presence.signal(room)
 
 
 TYPING_EVERY = 2.0  # seconds: at most one typing signal per (room, nick) per process
@@ -105,10 +61,10 @@ def signal_typing(room: Room, nick: str) -> None:
     (pages show a typist for 4 s and repeat every 2.5 s while typing).
     """
     if typing_throttle.allow((room.pk, nick)):
-        publish(room_channel(room.slug), {"type": "typing", "nick": nick})
+        publish(room_channel(room.slug), {"type": Signal.TYPING, "nick": nick})
 
 
 def announce_room(room: Room) -> None:
     """Tell lobby pages a room was created, once the creation is committed."""
     transaction.on_commit(
-        partial(publish, LOBBY, {"type": "room", "room": room.slug}), robust=True)
+        partial(publish, LOBBY, {"type": Signal.ROOM, "room": room.slug}), robust=True)

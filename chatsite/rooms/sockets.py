@@ -30,12 +30,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.http import require_GET
 
-from chatsite.rooms import access, api, limits, moderation, names, presence, services, updates
-from chatsite.rooms.channels import LOBBY, room_channel
-from chatsite.rooms.conf import MAX_BATCH
+from chatsite.rooms import access, api, limits, moderation, names, presence, queries, services
+from chatsite.rooms.conf import MAX_BATCH, stream_lifetime
+from chatsite.rooms.events import LOBBY, Frame, room_channel
 from chatsite.rooms.identity import current_nick, current_user
 from chatsite.rooms.models import Room
 from chatsite.rooms.stream_frames import (
@@ -47,8 +47,7 @@ from chatsite.rooms.stream_frames import (
     lobby_snapshot,
     stored_event,
 )
-from chatsite.rooms.stream_presence import leases
-from chatsite.rooms.streams import _closed, _cursor, stream_lifetime
+from chatsite.rooms.streams import _closed, _cursor
 from comet_server import Event, ServerSentEvent
 from comet_server.sockets import Socket, refuse, websocket
 
@@ -181,7 +180,7 @@ class RoomMessages:
 def _socket_cursor(request: HttpRequest) -> int | JsonResponse:
     """``?after=`` as the stream reads it; without one, from now (the newest id)."""
     if "after" not in request.GET:
-        return updates.latest_message_id()
+        return queries.latest_message_id()
     return _cursor(request)
 
 
@@ -192,27 +191,29 @@ def room_socket(request: HttpRequest, slug: str) -> HttpResponse:
     after = _socket_cursor(request)
     if isinstance(after, JsonResponse):
         return refuse(request, after)
-    room = Room.objects.filter(slug=slug).first()
-    if room is None or not access.can_see(room, request.user):
+    try:
+        room = access.room_or_404(request, slug)
+    except Http404:
         return refuse(request, JsonResponse({"error": "No such room."}, status=404))
     try:
         changes_after = moderation.changes_cursor(request.GET.get("changes"), room.id)
     except ValueError as exc:
         return refuse(request, JsonResponse({"error": f"changes: {exc}"}, status=400))
     channel = room_channel(room.slug)
-    missed = updates.messages_after(room.id, after, limit=MAX_BATCH + 1)
+    missed = queries.messages_after(room.id, after, limit=MAX_BATCH + 1)
     resync = len(missed) > MAX_BATCH
     if resync:
-        after, missed = updates.newest_message_id(room.id), []
+        after, missed = queries.newest_message_id(room.id), []
     newest = max([after] + [m["id"] for m in missed])
     render = SocketFrames(RoomFrames(room.id))
     first = [message_of(ServerSentEvent(dumps({"presence": presence.present_nicks(room.id),
-                                                "cursor": newest}), event="ready"), None)]
+                                                "cursor": newest}), event=Frame.READY),
+                        None)]
     changes = moderation.changes_after(room.id, changes_after)
     if changes:
         first.append(message_of(changes_frame(changes), None))
     if resync:
-        first.append(message_of(ServerSentEvent("{}", event="resync"), None))
+        first.append(message_of(ServerSentEvent("{}", event=Frame.RESYNC), None))
     response = websocket(
         request, channels=[channel], after=after, render=render, first=first,
         replay=[stored_event(channel, m) for m in missed],
@@ -222,7 +223,7 @@ def room_socket(request: HttpRequest, slug: str) -> HttpResponse:
     if response.status_code == 101:  # accepted: this socket now holds presence
         nick = current_nick(request)
         if nick is not None:
-            leases.take(room, nick, stream_lifetime())
+            presence.leases.take(room, nick, stream_lifetime())
             if current_user(request) is None:
                 names.keep_alive(request, nick)
         ledger.opened(room.id, newest)
@@ -242,7 +243,7 @@ def lobby_socket(request: HttpRequest) -> HttpResponse:
     after = _socket_cursor(request)
     if isinstance(after, JsonResponse):
         return refuse(request, after)
-    latest = updates.latest_message_id()
+    latest = queries.latest_message_id()
     viewer = request.user.pk if request.user.is_authenticated else None
     return websocket(request, channels=[LOBBY], after=max(after, latest),
                      render=SocketFrames(LobbyFrames(viewer)),

@@ -24,26 +24,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from chatsite.rooms import presence, updates
-from chatsite.rooms.channels import CHANGE_TYPES, MEMBERSHIP
+from chatsite.rooms import presence, queries
 from chatsite.rooms.conf import MAX_BATCH
-from chatsite.rooms.models import Message, MessageChange
+from chatsite.rooms.events import CHANGE_TYPES, Frame, Signal
+from chatsite.rooms.models import MessageChange
 from comet_server import Event, ServerSentEvent
 
 RESYNC_DATA = "{}"  # the data of a resync event: the client reloads what it shows
-STORED = "stored"  # payload type of the replayed messages a view reads from the database
 FRAMES_KEPT = 2048  # message frames remembered for re-deliveries, in this process
 
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def messages_between(room_id: int, low: int, high: int, limit: int) -> list[dict[str, Any]]:
-    """Messages of a room with ``low < id <= high``, oldest first, at most ``limit``."""
-    rows = (Message.objects.filter(room_id=room_id, id__gt=low, id__lte=high)
-            .order_by("id")[:limit])
-    return [m.as_json() for m in rows]
 
 
 class Ledger:
@@ -91,9 +83,9 @@ class Ledger:
                 # Late (streams past it skip it) or no stream here: its own message.
                 frame = _messages_frame([message] if message else [])
             else:
-                found = messages_between(room_id, entry[1], cursor, MAX_BATCH + 1)
+                found = queries.messages_between(room_id, entry[1], cursor, MAX_BATCH + 1)
                 entry[1] = cursor
-                frame = (ServerSentEvent(RESYNC_DATA, event="resync") if len(found) > MAX_BATCH
+                frame = (ServerSentEvent(RESYNC_DATA, event=Frame.RESYNC) if len(found) > MAX_BATCH
                          else _messages_frame(found))
             self._frames[key] = frame
             if len(self._frames) > self._kept:
@@ -109,22 +101,22 @@ ledger = Ledger()
 
 
 def _messages_frame(messages: list[dict[str, Any]]) -> ServerSentEvent:
-    return ServerSentEvent(dumps({"messages": messages}), event="messages")
+    return ServerSentEvent(dumps({"messages": messages}), event=Frame.MESSAGES)
 
 
 def stored_event(channel: str, message: dict[str, Any]) -> Event:
     """A message read from the database, to replay on a stream (framed as it is)."""
-    return Event(channel, {"type": STORED, "message": message}, message["id"])
+    return Event(channel, {"type": Signal.STORED, "message": message}, message["id"])
 
 
 def presence_frame(room_id: int) -> ServerSentEvent:
     return ServerSentEvent(dumps({"presence": presence.present_nicks(room_id)}),
-                           event="presence")
+                           event=Frame.PRESENCE)
 
 
 def changes_frame(changes: list[dict[str, Any]]) -> ServerSentEvent:
     """``changes``: moderation changes, as the long-poll's ``"changes"`` holds them."""
-    return ServerSentEvent(dumps({"changes": changes}), event="changes")
+    return ServerSentEvent(dumps({"changes": changes}), event=Frame.CHANGES)
 
 
 def _change_frame(room_id: int, change_id: Any) -> ServerSentEvent | None:
@@ -148,29 +140,32 @@ class RoomFrames:
         kind = payload.get("type") if isinstance(payload, dict) else None
         if event.cursor is not None:
             message = payload.get("message") if isinstance(payload, dict) else None
-            if kind == STORED:
+            if kind == Signal.STORED:
                 return _messages_frame([message] if message else [])
             return ledger.message_frame(self.room_id, event.cursor, message)
-        if kind == "presence":
+        if kind == Signal.PRESENCE:
             return presence_frame(self.room_id)
-        if kind == "typing":
-            return ServerSentEvent(dumps({"nick": str(payload.get("nick"))}), event="typing")
+        if kind == Signal.TYPING:
+            return ServerSentEvent(dumps({"nick": str(payload.get("nick"))}), event=Frame.TYPING)
         if kind in CHANGE_TYPES:
             return _change_frame(self.room_id, payload.get("id"))
-        if kind == MEMBERSHIP:
+        if kind == Signal.MEMBERSHIP:
             # Who may see this private room changed; the render is shared by every
             # stream, so it cannot tell whom: each page connects again and the view
             # checks its access (a removed member is refused).
-            return ServerSentEvent("{}", event="membership")
+            return ServerSentEvent("{}", event=Frame.MEMBERSHIP)
         return None  # a signal this page does not know: nothing to send
 
 
 def lobby_snapshot(cursor: int = 0, viewer: int | None = None) -> ServerSentEvent:
     """``rooms``: the room list ``viewer`` may see, as the lobby long-poll answers it."""
     # The cursor is read before the counts: a message committed in between is counted.
-    latest = updates.latest_message_id()
-    return ServerSentEvent(dumps({"rooms": updates.lobby_rooms(viewer),
-                                  "cursor": max(latest, cursor)}), event="rooms")
+    latest = queries.latest_message_id()
+    return ServerSentEvent(dumps({"rooms": queries.lobby_rooms(viewer),
+                                  "cursor": max(latest, cursor)}), event=Frame.ROOMS)
+
+
+_LOBBY_SIGNALS = frozenset({Signal.MESSAGE, Signal.PRESENCE, Signal.ROOM})
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +178,6 @@ class LobbyFrames:
 
     def __call__(self, event: Event) -> ServerSentEvent | None:
         payload = event.payload
-        if not isinstance(payload, dict) or payload.get("type") not in ("message",
-                                                                        "presence", "room"):
+        if not isinstance(payload, dict) or payload.get("type") not in _LOBBY_SIGNALS:
             return None
         return lobby_snapshot(event.cursor or 0, self.viewer)

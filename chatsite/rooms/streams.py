@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from functools import partial
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
-from chatsite.rooms import access, moderation, names, presence, stream_frames, updates
-from chatsite.rooms.channels import LOBBY, room_channel
-from chatsite.rooms.conf import MAX_BATCH
+from chatsite.rooms import access, moderation, names, presence, queries, stream_frames
+from chatsite.rooms.api import json_404
+from chatsite.rooms.conf import MAX_BATCH, stream_lifetime
+from chatsite.rooms.events import LOBBY, Frame, room_channel
 from chatsite.rooms.identity import current_nick, current_user
-from chatsite.rooms.models import Room
 from chatsite.rooms.stream_frames import (
     LobbyFrames,
     RoomFrames,
@@ -28,7 +27,6 @@ from chatsite.rooms.stream_frames import (
     ledger,
     lobby_snapshot,
 )
-from chatsite.rooms.stream_presence import leases
 from chatsite.rooms.validation import check_cursor_known, parse_cursor
 from comet_server import ServerSentEvent, StreamEnd, event_stream, last_event_id
 
@@ -38,23 +36,10 @@ RETRY_SPREAD = 0.5
 STREAM_RETRY = 3.0  # seconds: the mean of the streams' ``retry:``
 
 
-def stream_lifetime() -> float:
-    """Seconds a stream stays open before the browser reconnects and resumes
-    (``CHAT_STREAM_LIFETIME``, default 300); also the length of a presence lease."""
-    return float(getattr(settings, "CHAT_STREAM_LIFETIME", 300.0))
-
-
-def first_event_seconds() -> float:
-    """How long a page waits for its stream's first event before it falls back to the
-    long-poll (``CHAT_STREAM_FIRST_EVENT_SECONDS``, default 5): a proxy in between
-    buffers the stream."""
-    return float(getattr(settings, "CHAT_STREAM_FIRST_EVENT_SECONDS", 5.0))
-
-
 def _cursor(request: HttpRequest) -> int | JsonResponse:
     try:
         after = parse_cursor(last_event_id(request))
-        return check_cursor_known(after, updates.latest_message_id())
+        return check_cursor_known(after, queries.latest_message_id())
     except ValueError as exc:
         return JsonResponse({"error": f"after: {exc}"}, status=400)
 
@@ -67,10 +52,11 @@ def _closed(room_id: int, nick: str | None, ended: StreamEnd | None) -> None:
     streams writes nothing."""
     ledger.closed(room_id)
     if nick is not None and ended is not StreamEnd.DRAIN:
-        leases.release(room_id, nick)
+        presence.leases.release(room_id, nick)
 
 
 @require_GET
+@json_404
 def room_events(request: HttpRequest, slug: str) -> HttpResponse:
     """``text/event-stream`` of a room: ``ready`` (and ``changes`` missed since
     ``?changes=``), then ``messages`` (with ids), ``changes``, ``presence``, ``typing``,
@@ -78,28 +64,26 @@ def room_events(request: HttpRequest, slug: str) -> HttpResponse:
     after = _cursor(request)
     if isinstance(after, JsonResponse):
         return after
-    room = Room.objects.filter(slug=slug).first()
-    if room is None or not access.can_see(room, request.user):
-        return JsonResponse({"error": "No such room."}, status=404)
+    room = access.room_or_404(request, slug)
     try:
         changes_after = moderation.changes_cursor(request.GET.get("changes"), room.id)
     except ValueError as exc:
         return JsonResponse({"error": f"changes: {exc}"}, status=400)
     channel = room_channel(room.slug)
-    missed = updates.messages_after(room.id, after, limit=MAX_BATCH + 1)
+    missed = queries.messages_after(room.id, after, limit=MAX_BATCH + 1)
     resync = len(missed) > MAX_BATCH
     if resync:
-        after, missed = updates.newest_message_id(room.id), []
+        after, missed = queries.newest_message_id(room.id), []
     newest = max([after] + [m["id"] for m in missed])
     nick = current_nick(request)
     lifetime = stream_lifetime()
     if nick is not None:
-        leases.take(room, nick, lifetime)
+        presence.leases.take(room, nick, lifetime)
         if current_user(request) is None:
             names.keep_alive(request, nick)  # a guest's name stays theirs
     ledger.opened(room.id, newest)
     first = [ServerSentEvent(dumps({"presence": presence.present_nicks(room.id),
-                                    "cursor": newest}), event="ready")]
+                                    "cursor": newest}), event=Frame.READY)]
     changes = moderation.changes_after(room.id, changes_after)
     if changes:
         first.append(changes_frame(changes))
@@ -117,7 +101,7 @@ def lobby_events(request: HttpRequest) -> HttpResponse:
     after = _cursor(request)
     if isinstance(after, JsonResponse):
         return after
-    latest = updates.latest_message_id()
+    latest = queries.latest_message_id()
     viewer = request.user.pk if request.user.is_authenticated else None
     return event_stream([LOBBY], after=max(after, latest), render=LobbyFrames(viewer),
                         first=[lobby_snapshot(latest, viewer)], lifetime=stream_lifetime(),

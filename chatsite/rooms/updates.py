@@ -1,4 +1,5 @@
-"""The answers of the updates long-polls, for the room pages and the lobby.
+"""The answers of the updates long-polls (their renderers), for the room pages and
+the lobby; what they read is in ``queries.py``.
 
 Messages always come from the database (the source of truth); comet events only say
 *when* to look.  The renderers are staged (see ``comet_server.responses``): what does
@@ -15,13 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Max
 from django.http import HttpResponse
 
-from chatsite.rooms import access, moderation, presence
-from chatsite.rooms.channels import CHANGE_TYPES
+from chatsite.rooms import access, moderation, presence, queries
 from chatsite.rooms.conf import MAX_BATCH
-from chatsite.rooms.models import Message, Room
+from chatsite.rooms.events import CHANGE_TYPES, Signal
 from comet_server import Event
 
 # Latest messages of a room a wake-up reads (once, when some page is behind): every
@@ -31,17 +30,6 @@ TAIL = 50
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def messages_after(room_id: int, after: int, limit: int = MAX_BATCH) -> list[dict[str, Any]]:
-    """Up to ``limit`` messages of a room with an id above ``after``, oldest first."""
-    rows = Message.objects.filter(room_id=room_id, id__gt=after).order_by("id")[:limit]
-    return [m.as_json() for m in rows]
-
-
-def newest_message_id(room_id: int) -> int:
-    """The highest message id of a room (0 when it has none)."""
-    return Message.objects.filter(room_id=room_id).aggregate(top=Max("id"))["top"] or 0
 
 
 def _room_tail(presence_nicks: list[str], typing: Iterable[str]) -> bytes:
@@ -80,7 +68,8 @@ def _typing_nicks(events: list[Event]) -> set[str]:
     nicks = set()
     for event in events:
         payload = event.payload
-        if event.cursor is None and isinstance(payload, dict) and payload.get("type") == "typing":
+        if (event.cursor is None and isinstance(payload, dict)
+                and payload.get("type") == Signal.TYPING):
             nicks.add(str(payload.get("nick")))
     return nicks
 
@@ -101,10 +90,9 @@ class RoomSnapshot:
     def latest(self) -> list[dict[str, Any]]:
         """The room's last ``TAIL`` messages, oldest first (read on first use)."""
         if self._latest is None:
-            rows = list(Message.objects.filter(room_id=self.room_id).order_by("-id")[:TAIL])
-            self._latest = [m.as_json() for m in reversed(rows)]
+            self._latest = queries.latest_messages(self.room_id, TAIL)
             self._latest_ids = [m["id"] for m in self._latest]
-            self._whole_room = len(rows) < TAIL
+            self._whole_room = len(self._latest) < TAIL
         return self._latest
 
     def span(self, after: int) -> tuple[int, int] | None:
@@ -143,7 +131,7 @@ class RoomUpdates:
 
     def prepare(self, events: list[Event]) -> RoomSnapshot:
         return RoomSnapshot(
-            self.room_id, newest_message_id(self.room_id),
+            self.room_id, queries.newest_message_id(self.room_id),
             _room_tail(presence.present_nicks(self.room_id), _typing_nicks(events)),
             allowed=access.allowed_user_ids(self.room_id) if self.private else None,
             changes=moderation.recent_changes(self.room_id) if _has_change(events) else [])
@@ -179,7 +167,7 @@ class RoomUpdates:
         else:
             span = prepared.span(after)
             if span is None:
-                messages = messages_after(self.room_id, after)
+                messages = queries.messages_after(self.room_id, after)
             else:
                 messages = prepared.latest()[span[0]:span[1]]
         return _room_body(messages, after, prepared.tail, self._changes(prepared))
@@ -188,61 +176,16 @@ class RoomUpdates:
         return self.render_prepared(self.prepare(events), events, after)
 
 
-def _lobby_rows() -> list[dict[str, Any]]:
-    """Every room (private ones too) with its counts; ``"_private"`` holds a private
-    room's id and ``"_users"`` who may see it (both stripped before sending)."""
-    present = presence.present_counts()
-    rooms = list(Room.objects.annotate(message_count=Count("messages"),
-                                       last_activity=Max("messages__created"))
-                 .order_by("title", "slug"))
-    allowed = access.allowed_users_by_room([room for room in rooms if room.private])
-    rows = []
-    for room in rooms:
-        row: dict[str, Any] = {
-            "slug": room.slug,
-            "title": room.title,
-            "description": room.description,
-            "url": room.get_absolute_url(),
-            "count": room.message_count,
-            "present": present.get(room.id, 0),
-            "private": room.private,
-            "last": room.last_activity.isoformat() if room.last_activity else None,
-        }
-        if room.private:
-            row["_private"] = room.id
-            row["_users"] = allowed[room.id]
-        rows.append(row)
-    return rows
-
-
-def _public(rows: list[dict[str, Any]], viewer: int | None) -> list[dict[str, Any]]:
-    """The rows ``viewer`` may see, without the internal keys."""
-    return [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows
-            if "_private" not in row or (viewer is not None and viewer in row["_users"])]
-
-
-def lobby_rooms(viewer: int | None = None) -> list[dict[str, Any]]:
-    """The rooms ``viewer`` (a user id, or None) may see, with their message count, how
-    many people are present, whether it is private and when its last message came."""
-    return _public(_lobby_rows(), viewer)
-
-
-def latest_message_id() -> int:
-    """The highest message id on the site (0 when there is none): the lobby's cursor,
-    and the highest cursor any updates long-poll accepts."""
-    return Message.objects.aggregate(top=Max("id"))["top"] or 0
-
-
 def _lobby_snapshot() -> tuple[int, list[dict[str, Any]]]:
     # The cursor is read before the counts: a message committed in between is then
     # counted, and the cursor below it makes the page ask again, never miss it.
-    latest = latest_message_id()
-    return latest, _lobby_rows()
+    latest = queries.latest_message_id()
+    return latest, queries.lobby_rows()
 
 
 def _lobby_body(latest: int, rooms: list[dict[str, Any]], after: int,
                 viewer: int | None) -> bytes:
-    return (b'{"rooms":' + _dumps(_public(rooms, viewer))
+    return (b'{"rooms":' + _dumps(queries.visible_rows(rooms, viewer))
             + b',"cursor":%d}' % max(after, latest))
 
 

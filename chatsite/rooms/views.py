@@ -1,8 +1,8 @@
 """The HTML pages: the room list (with the create form) and a room."""
 
 from django.contrib.messages import get_messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, render
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chatsite.rooms import (
@@ -13,8 +13,8 @@ from chatsite.rooms import (
     names,
     page_settings,
     presence,
+    queries,
     services,
-    updates,
 )
 from chatsite.rooms.forms import RoomForm
 from chatsite.rooms.identity import current_nick, current_user, remember_nick
@@ -36,8 +36,8 @@ def lobby(request: HttpRequest) -> HttpResponse:
             services.announce_room(room)
             return HttpResponseRedirect(room.get_absolute_url())
     context = {
-        "rooms": updates.lobby_rooms(request.user.pk),
-        "cursor": updates.latest_message_id(),
+        "rooms": queries.lobby_rooms(request.user.pk),
+        "cursor": queries.latest_message_id(),
         "form": form,
         "page_attrs": page_settings.live_attrs(),
     }
@@ -57,11 +57,11 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
     if nick is not None:
         services.join(room, nick)  # others see the newcomer before its first poll
     user = current_user(request)
-    rooms = updates.lobby_rooms(request.user.pk)  # the sidebar
+    rooms = queries.lobby_rooms(request.user.pk)  # the sidebar
     context = {
         "room": room,
         "rooms": rooms,
-        "rooms_cursor": updates.latest_message_id(),
+        "rooms_cursor": queries.latest_message_id(),
         "room_count": next((r["count"] for r in rooms if r["slug"] == room.slug), 0),
         "messages": messages,
         "has_older": has_older,
@@ -84,24 +84,16 @@ def _room_page(request: HttpRequest, room: Room, *, nick_error: str = "",
     return render(request, "rooms/room.html", context, status=status)
 
 
-def visible_room(request: HttpRequest, slug: str) -> Room:
-    """The room, or 404 when there is none or it is private to others."""
-    room_obj = get_object_or_404(Room, slug=slug)
-    if not access.can_see(room_obj, request.user):
-        raise Http404("No such room.")
-    return room_obj
-
-
 @require_http_methods(["GET", "HEAD"])
 def room(request: HttpRequest, slug: str) -> HttpResponse:
     """A room: the last messages, the people present, the message box."""
-    return _room_page(request, visible_room(request, slug))
+    return _room_page(request, access.room_or_404(request, slug))
 
 
 @require_POST
 def choose_nick(request: HttpRequest, slug: str) -> HttpResponse:
     """A guest's display name: reserved to the session (names.py), kept in it."""
-    room_obj = visible_room(request, slug)
+    room_obj = access.room_or_404(request, slug)
     if current_user(request) is not None:
         return HttpResponseRedirect(room_obj.get_absolute_url())  # users are their username
     if not access.guests_may_post(room_obj):

@@ -46,6 +46,11 @@ FIELDS = ("worker", "connections", "accepted_total", "requests_total", "parked",
           "queued_seconds")
 
 
+# How often the page asks for the feed, and how much history its charts keep.
+FEED_PERIOD_SECONDS = 2.0
+CHART_SECONDS = 600
+
+
 def _slim(snapshot: dict[str, Any]) -> dict[str, Any]:
     return {key: snapshot[key] for key in FIELDS if key in snapshot}
 
@@ -53,7 +58,11 @@ def _slim(snapshot: dict[str, Any]) -> dict[str, Any]:
 @never_cache
 @staff_only
 def page(request: HttpRequest) -> HttpResponse:
-    return render(request, "status/status.html")
+    return render(request, "status/status.html", {
+        "period_ms": round(FEED_PERIOD_SECONDS * 1000),
+        "chart_seconds": CHART_SECONDS,
+        "chart_minutes": CHART_SECONDS // 60,
+    })
 
 
 @never_cache

@@ -22,7 +22,7 @@ from comet_server.protocol import http1
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop
 
-log = logging.getLogger("comet_server.serving.server")
+log = logging.getLogger("comet_server.protocol.acceptor")
 
 ACCEPTS_PER_TURN = 64
 FD_PAUSE = 0.25  # seconds the listener rests after running out of descriptors

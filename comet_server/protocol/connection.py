@@ -57,7 +57,8 @@ _NO_READER = http1.RequestReader(http1.Limits())
 
 
 class ConnState(enum.Enum):
-    """Where a connection is; every change goes through ``HTTPConnection._enter``."""
+    """Where a connection is; every change goes through ``HTTPConnection._enter``,
+    which allows only the moves of ``TRANSITIONS``."""
 
     READING = "reading"  # a request head or body is (or may start) arriving
     IDLE = "idle"  # keep-alive, between requests
@@ -65,6 +66,28 @@ class ConnState(enum.Enum):
     LINGERING = "lingering"  # our side is shut; input drained until EOF or a short time
     UPGRADED = "upgraded"  # left HTTP (a WebSocket): bytes go to the ``Upgraded`` handler
     CLOSED = "closed"
+
+
+# Every legal move, in one place (as h11 keeps its transition tables).  READING to
+# itself re-arms the head deadline when a response ended with more input queued.
+# A WebSocket handshake's 101 leaves HTTP from READING (answered at once) or BUSY (the
+# view ran on a thread); an upgraded connection only ends (shut, or closed).
+TRANSITIONS: dict[ConnState, frozenset[ConnState]] = {
+    ConnState.READING: frozenset({ConnState.READING, ConnState.IDLE, ConnState.BUSY,
+                                  ConnState.LINGERING, ConnState.UPGRADED, ConnState.CLOSED}),
+    ConnState.IDLE: frozenset({ConnState.READING, ConnState.BUSY, ConnState.LINGERING,
+                               ConnState.CLOSED}),
+    ConnState.BUSY: frozenset({ConnState.READING, ConnState.IDLE, ConnState.LINGERING,
+                               ConnState.UPGRADED, ConnState.CLOSED}),
+    ConnState.UPGRADED: frozenset({ConnState.LINGERING, ConnState.CLOSED}),
+    ConnState.LINGERING: frozenset({ConnState.CLOSED}),
+    ConnState.CLOSED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A connection was asked to move between two states ``TRANSITIONS`` does not
+    link: a bug in the server, never the client's doing."""
 
 
 class Exchange(Protocol):
@@ -153,8 +176,14 @@ class HTTPConnection:
     # -- state ----------------------------------------------------------------------
 
     def _enter(self, state: ConnState) -> None:
-        """Change state: the events watched and the deadline follow from it."""
-        old, self.state = self.state, state
+        """Change state: the events watched and the deadline follow from it (for
+        ``CLOSED``, ``close`` releases everything)."""
+        old = self.state
+        if state not in TRANSITIONS[old]:
+            raise IllegalTransition(f"connection {old.name} -> {state.name}")
+        self.state = state
+        if state is ConnState.CLOSED:
+            return
         owner = self.owner
         if state is ConnState.BUSY:
             self.read_watch.stop()
@@ -261,7 +290,7 @@ class HTTPConnection:
                 self.refuse(http1.ProtocolError(503, "Service Unavailable"))
                 return
         if reader.wants_continue and self.exchange is None:
-            reader.wants_continue = False
+            reader.continue_sent()
             self.write(http1.CONTINUE)
         if reader.in_body and not was_in_body:
             self.body_mark = (time.monotonic(), 0)
@@ -460,7 +489,7 @@ class HTTPConnection:
         """Close gracefully: send FIN, drain what the client still sends, then close
         (closing with unread input would reset the connection and could destroy the
         reply in flight)."""
-        if self.state is ConnState.CLOSED:
+        if self.state is ConnState.CLOSED or self.state is ConnState.LINGERING:
             return
         try:
             self.sock.shutdown(socket.SHUT_WR)
@@ -485,7 +514,7 @@ class HTTPConnection:
     def close(self, *, gone: bool = False) -> None:
         if self.state is ConnState.CLOSED:
             return
-        self.state = ConnState.CLOSED
+        self._enter(ConnState.CLOSED)
         self.deadline = 0.0
         if self.timer is not None:
             self.timer.cancel()

@@ -16,6 +16,7 @@ Responses: the status line carries the server's version (``HTTP/1.1``, or
 
 from __future__ import annotations
 
+import enum
 import re
 import time
 from collections import deque
@@ -72,6 +73,27 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PAT
                                      "OPTIONS")}
 
 
+class ReadState(enum.Enum):
+    """Where a ``RequestReader`` is in the byte stream; only the reader changes it.
+
+    ``BETWEEN -> HEAD`` (a request's first byte) ``-> BODY`` or ``CONTINUE`` (its
+    blank line; ``CONTINUE`` when it asked for ``100 Continue`` and that is not sent
+    yet) ``-> BETWEEN`` (its message complete; ``CONTINUE -> BODY`` once the
+    connection sent the interim reply).  Any state ``-> FAILED`` on an unframeable
+    request, ``-> UPGRADED`` on ``CONNECT`` or an ``Upgrade`` header; both are final.
+    """
+
+    BETWEEN = "between"  # nothing of a next request read yet
+    HEAD = "head"  # between the first byte of a request and its blank line
+    BODY = "body"  # after a request's head, until its message is complete
+    CONTINUE = "continue"  # in the body; ``100 Continue`` asked for, not yet sent
+    FAILED = "failed"  # a ``ProtocolError`` is queued; nothing more is parsed
+    UPGRADED = "upgraded"  # the client switched protocols (refused): nothing more parsed
+
+
+_IN_BODY = (ReadState.BODY, ReadState.CONTINUE)
+
+
 class RequestReader:
     """Turns the bytes of one connection into ``Request``s (or one ``ProtocolError``).
 
@@ -81,17 +103,16 @@ class RequestReader:
     """
 
     __slots__ = (
-        "limits", "parser", "queue", "in_head", "head_size", "url", "headers", "body",
-        "body_size", "host_count", "transfer_encoding", "content_length", "wants_continue",
-        "upgraded", "in_body", "version", "method", "framing_size",
+        "limits", "parser", "queue", "state", "head_size", "url", "headers", "body",
+        "body_size", "host_count", "transfer_encoding", "content_length",
+        "version", "method", "framing_size",
     )
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[Request | ProtocolError] = deque()
-        self.in_head = False  # between the first byte of a request and its blank line
-        self.in_body = False  # after a request's head, until its message is complete
+        self.state = ReadState.BETWEEN
         self.version = (1, 1)
         self.method = "GET"
         self.head_size = 0
@@ -103,8 +124,28 @@ class RequestReader:
         self.host_count = 0
         self.transfer_encoding: bytes | None = None
         self.content_length: bytes | None = None
-        self.wants_continue = False  # headers asked for 100 Continue before the body
-        self.upgraded = False
+
+    @property
+    def in_head(self) -> bool:
+        return self.state is ReadState.HEAD
+
+    @property
+    def in_body(self) -> bool:
+        return self.state in _IN_BODY
+
+    @property
+    def wants_continue(self) -> bool:
+        """The request's head asked for ``100 Continue`` and it is not sent yet."""
+        return self.state is ReadState.CONTINUE
+
+    @property
+    def upgraded(self) -> bool:
+        return self.state is ReadState.UPGRADED
+
+    def continue_sent(self) -> None:
+        """The connection wrote ``100 Continue``: the body is simply awaited now."""
+        if self.state is ReadState.CONTINUE:
+            self.state = ReadState.BODY
 
     def feed(self, data: bytes) -> bytes:
         """Parse ``data``; complete requests go to ``queue``.  Returns the unparsed rest
@@ -115,7 +156,7 @@ class RequestReader:
         try:
             while pos < size and not self.queue:
                 piece = data if pos == 0 and size <= FEED_PIECE else data[pos:pos + FEED_PIECE]
-                was_in_head, was_in_body = self.in_head, self.in_body
+                before = self.state
                 body_before = self.body_size
                 parser.feed_data(piece)
                 pos += len(piece)
@@ -123,11 +164,12 @@ class RequestReader:
                 # a trailer) are bounded here, counting whole pieces that began inside
                 # the head or body (the piece a head starts in is not counted: the
                 # completed head's size is checked exactly in on_headers_complete).
-                if self.in_head and was_in_head:
+                state = self.state
+                if state is ReadState.HEAD and before is ReadState.HEAD:
                     self.head_size += len(piece)
                     if self.head_size > self.limits.max_head:
                         raise ProtocolError(431, "Request Header Fields Too Large")
-                elif self.in_body and was_in_body:
+                elif state in _IN_BODY and before in _IN_BODY:
                     # Chunk framing, extensions and trailers: past one head's worth
                     # beyond the body itself, the encoding is abuse.
                     self.framing_size += len(piece) - (self.body_size - body_before)
@@ -143,8 +185,9 @@ class RequestReader:
                     if request.method == "CONNECT":
                         self.queue[-1] = ProtocolError(405, "Method Not Allowed")
             else:
-                self._fail(ProtocolError(400, "Bad Request"))
-            self.upgraded = True
+                self.queue.append(ProtocolError(400, "Bad Request"))
+            self.url = []
+            self.state = ReadState.UPGRADED
             return b""
         except ProtocolError as exc:
             self._fail(exc)
@@ -163,14 +206,14 @@ class RequestReader:
         return data[pos:] if pos < size else b""
 
     def _fail(self, error: ProtocolError) -> None:
-        self.in_head = self.in_body = False
+        self.state = ReadState.FAILED
         self.url = []
         self.queue.append(error)
 
     # -- llhttp callbacks -----------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.in_head = True
+        self.state = ReadState.HEAD
         self.head_size = 0
         self.framing_size = 0
         self.url = []
@@ -180,13 +223,12 @@ class RequestReader:
         self.host_count = 0
         self.transfer_encoding = None
         self.content_length = None
-        self.wants_continue = False
 
     def on_url(self, url: bytes) -> None:
         self.url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.in_head:  # a chunked body's trailer: bounded, then ignored
+        if self.state is not ReadState.HEAD:  # a chunked body's trailer: bounded, then ignored
             self.framing_size += len(name) + len(value) + 4
             if self.framing_size > self.limits.max_head + self.body_size:
                 raise ProtocolError(431, "Request Header Fields Too Large")
@@ -205,8 +247,7 @@ class RequestReader:
         headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.in_body = True  # until on_message_complete, which may come at once
+        self.state = ReadState.BODY  # until on_message_complete, which may come at once
         # The head as received (a close upper bound: request line and header lines).
         size = sum(map(len, self.url)) + 14
         for name, value in self.headers:
@@ -249,7 +290,7 @@ class RequestReader:
                 if name.lower() == b"expect":
                     if value.strip().lower() != b"100-continue":
                         raise ProtocolError(417, "Expectation Failed")
-                    self.wants_continue = True
+                    self.state = ReadState.CONTINUE
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
@@ -267,8 +308,7 @@ class RequestReader:
             parser.should_keep_alive(),
         ))
         self.url = []
-        self.in_body = False
-        self.wants_continue = False
+        self.state = ReadState.BETWEEN
 
 
 # -- responses ----------------------------------------------------------------------

@@ -95,7 +95,7 @@ def build_environ(
     body = b""
     if "CONTENT_LENGTH" in environ or environ.pop("HTTP_TRANSFER_ENCODING", None):
         body = read_body()
-        # libevent has already de-chunked the body: tell the application its length.
+        # llhttp has already de-chunked the body: tell the application its length.
         environ["CONTENT_LENGTH"] = str(len(body))
     environ["wsgi.input"] = io.BytesIO(body)
     return environ

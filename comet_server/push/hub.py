@@ -63,7 +63,7 @@ class Watch:
     holds its lock; ``None`` once woken or cancelled.
     """
 
-    __slots__ = ("channels", "after", "wake", "active", "key")
+    __slots__ = ("channels", "after", "wake", "active")
 
     def __init__(self, channels: tuple[str, ...], after: int | None,
                  wake: Callable[[Delivery], None]) -> None:
@@ -71,7 +71,6 @@ class Watch:
         self.after = after
         self.wake: Callable[[Delivery], None] | None = wake
         self.active = False  # registered in the hub's waiter sets
-        self.key = (channels, after)
 
 
 class Follower:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("comet_server.redis")
 
 PREFIX = "comet:"
+SUBSCRIBE_TIMEOUT = 5.0  # seconds Redis has to confirm a blocking wait's SUBSCRIBE
 
 
 def _command(*parts: bytes | str) -> bytes:
@@ -64,7 +65,6 @@ class RedisBroker:
         self._backoff = 0.1
         self.connected = False
         self.reconnects = 0
-        self.received_total = 0
 
     # -- publishing (any process, any thread) ---------------------------------------
 
@@ -157,7 +157,6 @@ class RedisBroker:
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring a malformed event on %r", reply[2])
                 return
-            self.received_total += 1
             assert self._hub is not None
             self._hub.receive(event)
         elif kind == b"psubscribe":
@@ -193,13 +192,42 @@ class RedisBroker:
 
     # -- waiting without a comet server (gunicorn, runserver, tests) ----------------
 
+    def _subscribe_blocking(self, channels: tuple[str, ...]) -> tuple[Any, list[Event]]:
+        """A subscription of our own to ``channels``, returned once Redis confirmed it
+        (so everything published from then on reaches it), with the events that came
+        before the last confirmation."""
+        pubsub = self.client.pubsub()
+        try:
+            names = [self.prefix + c for c in channels]
+            pubsub.subscribe(*names)
+            pending = {name.encode() for name in names}
+            early: list[Event] = []
+            deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+            while pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise redis.TimeoutError("no confirmation of SUBSCRIBE")
+                message = pubsub.get_message(timeout=left)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    pending.discard(message["channel"])
+                elif message["type"] == "message":
+                    early.append(Event.from_json(message["data"]))
+        except BaseException:
+            pubsub.close()
+            raise
+        return pubsub, early
+
     def follow_blocking(self, hub: Hub, channels: tuple[str, ...], after: int | None,
                         heartbeat: float, duration: float) -> Iterator[Delivery]:
         """An event stream on one subscription of our own (see ``Hub.follow_blocking``);
         ends early if Redis fails (the client resumes from its last id)."""
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = None
         try:
-            pubsub.subscribe(*(self.prefix + c for c in channels))
+            # Subscribed first, then the history: an event published in between is in
+            # both (and sent once, by cursor), never in neither.
+            pubsub, early = self._subscribe_blocking(channels)
             ready = hub.events_after(channels, after)
             if ready:
                 after = max(e.cursor for e in ready if e.cursor is not None)
@@ -207,16 +235,14 @@ class RedisBroker:
             deadline = time.monotonic() + duration
             quiet_since = time.monotonic()
             while (left := deadline - time.monotonic()) > 0:
-                message = pubsub.get_message(timeout=min(heartbeat, left))
                 events: list[Event] = []
-                while message is not None:
-                    if message.get("type") == "message":
-                        event = Event.from_json(message["data"])
-                        if after is None or event.cursor is None or event.cursor > after:
-                            events.append(event)
-                            if event.cursor is not None:
-                                after = event.cursor
-                    message = pubsub.get_message(timeout=0)
+                incoming = early or self._messages(pubsub, min(heartbeat, left))
+                early = []
+                for event in incoming:
+                    if after is None or event.cursor is None or event.cursor > after:
+                        events.append(event)
+                        if event.cursor is not None:
+                            after = event.cursor
                 now = time.monotonic()
                 if events or (now - quiet_since >= heartbeat and now < deadline):
                     quiet_since = now  # a batch, or a whole heartbeat of silence
@@ -224,27 +250,44 @@ class RedisBroker:
         except redis.RedisError as exc:
             log.warning("streaming from Redis failed (%s); ending the stream", exc)
         finally:
-            pubsub.close()
+            if pubsub is not None:
+                pubsub.close()
+
+    @staticmethod
+    def _messages(pubsub: Any, timeout: float) -> list[Event]:
+        """The events that arrive within ``timeout`` (all of them once one came)."""
+        events: list[Event] = []
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        while message is not None:
+            if message.get("type") == "message":
+                events.append(Event.from_json(message["data"]))
+            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+        return events
 
     def wait_blocking(self, hub: Hub, channels: tuple[str, ...], after: int | None,
                       timeout: float) -> Delivery:
-        """Block on a short-lived subscription of our own until an event or timeout."""
-        ready = hub.events_after(channels, after)
-        if ready:
-            return Delivery(ready)
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        """Block on a short-lived subscription of our own until an event or timeout.
+
+        Subscribed first, then the history (as ``follow_blocking``): an event published
+        in between is in one or both, and answered once."""
+        pubsub = None
         try:
-            pubsub.subscribe(*(self.prefix + c for c in channels))
+            pubsub, early = self._subscribe_blocking(channels)
+            ready = hub.events_after(channels, after)
+            if ready:
+                return Delivery(ready)
             deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                message = pubsub.get_message(timeout=left)
-                if message is None or message.get("type") != "message":
-                    continue
-                event = Event.from_json(message["data"])
-                if after is None or event.cursor is None or event.cursor > after:
-                    return Delivery([event])
+            while True:
+                for event in early:
+                    if after is None or event.cursor is None or event.cursor > after:
+                        return Delivery([event])
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                early = self._messages(pubsub, left)
         except redis.RedisError as exc:
             log.warning("waiting on Redis failed (%s); answering empty", exc)
         finally:
-            pubsub.close()
+            if pubsub is not None:
+                pubsub.close()
         return Delivery([])

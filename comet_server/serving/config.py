@@ -46,6 +46,8 @@ def _addresses(text: str | tuple[str, ...]) -> tuple[str, ...]:
 class ServerConfig:
     """Limits and switches of one server (``runcomet --help`` lists them)."""
 
+    workers: int = option(1, "worker processes sharing the port, pre-forked and "
+                          "supervised (more than 1 needs COMET_BROKER)", minimum=1)
     max_body_size: int = option(1 << 20, "largest request body in bytes (413 above it, "
                                 "before the body is read)", minimum=0, shown="1 MiB")
     max_header_size: int = option(64 << 10, "largest request head in bytes (431 above it); "
@@ -118,9 +120,13 @@ class ServerConfig:
     ready_fd: int = option(0, "write the bound port and a newline to this inherited file "
                            "descriptor once listening, then close it (for supervisors and "
                            "tests; 0: none)", minimum=0)
-    multiprocess: bool = field(default=False, metadata={})  # set by --workers, not a flag
     # Where pre-fork workers leave their metrics snapshots (made by the runner).
     metrics_dir: str = field(default="", metadata={})
+
+    @property
+    def multiprocess(self) -> bool:
+        """Several processes serve (WSGI's ``wsgi.multiprocess``)."""
+        return self.workers > 1
 
     def __post_init__(self) -> None:
         for spec in fields(self):

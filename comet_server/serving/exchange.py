@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from comet_server.push.hub import Follower, Hub, Watch
     from comet_server.serving.config import ServerConfig
 
-log = logging.getLogger("comet_server.serving.server")
+log = logging.getLogger("comet_server.serving.exchange")
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from comet_server.serving.server import CometServer
 
-log = logging.getLogger("comet_server.serving.prefork")
+log = logging.getLogger("comet_server.serving.heartbeat")
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 

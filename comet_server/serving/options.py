@@ -1,4 +1,4 @@
-"""Command-line flags, environment defaults and the README table, all generated from
+"""Command-line flags, environment defaults and the docs/settings.md table, all generated from
 ``ServerConfig``'s fields: an option is defined once, in ``comet_server.serving.config``.
 
 A flag's default comes from the Django setting or environment variable
@@ -66,15 +66,18 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"{help_text} (default {shown})")
 
 
-def config_from(values: dict[str, Any], *, multiprocess: bool) -> ServerConfig:
+def config_from(values: dict[str, Any]) -> ServerConfig:
     """A ServerConfig from parsed arguments (argparse's namespace as a dict); a bad
     combination raises ValueError with one line."""
-    return ServerConfig(**{spec.name: values[spec.name] for spec in server_options()},
-                        multiprocess=multiprocess)
+    config = ServerConfig(**{spec.name: values[spec.name] for spec in server_options()})
+    if config.workers > 1 and not setting("COMET_BROKER"):
+        raise ValueError("--workers > 1 needs COMET_BROKER (e.g. redis://127.0.0.1:6379/0): "
+                         "without a broker a publish in one worker cannot wake the others")
+    return config
 
 
 def markdown_table() -> str:
-    """The README's table of server options."""
+    """The table of server options in docs/settings.md (tests/test_config.py checks it)."""
     rows = ["| option | setting / env | default | meaning |", "|---|---|---|---|"]
     for spec in server_options():
         if type(spec.default) is bool:

@@ -17,6 +17,7 @@ Workers beat from a timer on their loop and leave when the master dies
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import select
@@ -44,27 +45,47 @@ PAUSE = 2.0  # seconds between starts while workers keep dying at start
 KILL_AFTER_GRACE = 3.0  # SIGKILL what still runs this long after shutdown_grace
 
 
+class WorkerState(enum.Enum):
+    """Where a worker is, as the master sees it; changed only by ``Worker.enter``."""
+
+    SERVING = "serving"  # counts toward ``workers``
+    RETIRING = "retiring"  # SIGHUP replaced it: draining, not replaced when it exits
+    HUNG = "hung"  # its heartbeat stopped: killed (SIGKILL), already replaced
+
+
+# The master's only moves.  A retiring worker may still hang (and is then killed).
+WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    WorkerState.SERVING: frozenset({WorkerState.RETIRING, WorkerState.HUNG}),
+    WorkerState.RETIRING: frozenset({WorkerState.HUNG}),
+    WorkerState.HUNG: frozenset(),
+}
+
+
 @dataclass
 class Worker:
     pid: int
     started: float
     beat_fd: int  # the master's (read) end of the worker's heartbeat pipe; -1 once closed
     last_beat: float = field(default=0.0)
-    retiring: bool = False
-    timed_out: bool = False
+    state: WorkerState = WorkerState.SERVING
+
+    def enter(self, state: WorkerState) -> None:
+        if state not in WORKER_TRANSITIONS[self.state]:
+            raise RuntimeError(f"worker {self.pid}: {self.state.name} -> {state.name}")
+        self.state = state
 
 
 class Supervisor:
-    """Fork and supervise ``workers`` processes, each running ``serve_worker`` on
-    ``sock`` (the runner decides what a worker builds: its hub, broker, server)."""
+    """Fork and supervise ``config.workers`` processes, each running ``serve_worker``
+    on ``sock`` (the runner decides what a worker builds: its hub, broker, server)."""
 
     def __init__(self, serve_worker: ServeWorker, sock: socket.socket, *,
-                 config: ServerConfig, workers: int,
+                 config: ServerConfig,
                  before_fork: Callable[[], None] | None = None) -> None:
         self.serve_worker = serve_worker
         self.sock = sock
         self.config = config
-        self.count = workers
+        self.count = config.workers
         self.timeout = config.worker_timeout
         self.before_fork = before_fork
         self.workers: dict[int, Worker] = {}
@@ -110,7 +131,8 @@ class Supervisor:
     def _sleep(self) -> None:
         """Wait for a signal, a heartbeat, or the next thing due; read what came."""
         now = time.monotonic()
-        due = [w.last_beat + self.timeout for w in self.workers.values() if not w.timed_out]
+        due = [w.last_beat + self.timeout for w in self.workers.values()
+               if w.state is not WorkerState.HUNG]
         if self.stopping:
             due.append(self._deadline)
         elif len(self._active()) < self.count:
@@ -157,7 +179,7 @@ class Supervisor:
                 for _ in range(self.count):
                     self.spawn()
                 for worker in old:
-                    worker.retiring = True
+                    worker.enter(WorkerState.RETIRING)
                     self._kill(worker.pid, signal.SIGTERM)
         if self.stopping and time.monotonic() >= self._deadline and self.workers:
             log.warning("%d workers still running %.0fs after SIGTERM; killing them",
@@ -179,13 +201,13 @@ class Supervisor:
             self._close_beat(worker)
             if self.config.metrics_dir:  # its numbers leave the scrapes
                 SnapshotStore.forget(self.config.metrics_dir, pid)
-            if self.stopping or worker.retiring:
+            if self.stopping or worker.state is WorkerState.RETIRING:
                 continue
             code = os.waitstatus_to_exitcode(status)
             now = time.monotonic()
-            if worker.timed_out:
-                log.info("hung worker %d is gone; starting another", pid)
-                continue  # it had started fine: no pause for it
+            if worker.state is WorkerState.HUNG:
+                log.info("hung worker %d is gone", pid)
+                continue  # replaced when killed; it had started fine: no pause for it
             log.warning("worker %d died (exit %s); starting another", pid, code)
             if now - worker.started < FAST_DEATH:
                 self._fast_deaths += 1
@@ -200,16 +222,16 @@ class Supervisor:
         now = time.monotonic()
         for worker in list(self.workers.values()):
             silent = now - worker.last_beat
-            if worker.timed_out or silent < self.timeout:
+            if worker.state is WorkerState.HUNG or silent < self.timeout:
                 continue
             log.error("worker %d hung: no heartbeat for %.1fs (worker_timeout %gs); "
                       "killing it (SIGKILL)", worker.pid, silent, self.timeout)
-            worker.timed_out = True
+            worker.enter(WorkerState.HUNG)
             self._kill(worker.pid, signal.SIGKILL)
 
     def _active(self) -> list[Worker]:
         """The workers serving for good: not retiring, not killed as hung."""
-        return [w for w in self.workers.values() if not w.retiring and not w.timed_out]
+        return [w for w in self.workers.values() if w.state is WorkerState.SERVING]
 
     def _start_missing(self) -> None:
         if self.stopping or time.monotonic() < self._start_after:

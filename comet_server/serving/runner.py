@@ -21,10 +21,11 @@ from comet_server.serving.prefork import Supervisor
 from comet_server.serving.server import CometServer, WSGIApp, listen, raise_fd_limit
 
 
-def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: int = 1,
+def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig,
           announce: Callable[[int], None] | None = None,
           before_fork: Callable[[], None] | None = None) -> None:
-    """Listen on host:port and serve ``app`` until SIGTERM/SIGINT."""
+    """Listen on host:port and serve ``app`` until SIGTERM/SIGINT (``config.workers``
+    processes)."""
     raise_fd_limit()
     if config.log_format == "json":
         use_json_logs()
@@ -32,7 +33,7 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
     bound_port = sock.getsockname()[1]
     if config.ready_fd:
         tell_ready(config.ready_fd, bound_port)
-    if workers > 1:
+    if config.workers > 1:
         def serve_worker(sock: socket.socket, on_start: Callable[[CometServer], None]) -> None:
             serve_socket(app, sock, config=config, hub=make_hub(), on_start=on_start)
 
@@ -40,8 +41,7 @@ def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig, workers: 
         metrics_dir = tempfile.mkdtemp(prefix="comet-metrics-") if config.metrics_path else ""
         config = dataclasses.replace(config, metrics_dir=metrics_dir)
         try:
-            Supervisor(serve_worker, sock, config=config, workers=workers,
-                       before_fork=before_fork).run(announce)
+            Supervisor(serve_worker, sock, config=config, before_fork=before_fork).run(announce)
         finally:
             if metrics_dir:
                 shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -55,6 +55,8 @@ UNLIMITED_CHAT_ENV = {
     "CHAT_RATE_TYPING_SESSION": "1000000/1",
     "CHAT_GUEST_NAME_SECONDS": "0",
 }
+# The shared Redis of the tests (never restarted by them; channels are made unique).
+REDIS_URL = os.environ.get("COMET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # The test project of tests/serverapp (its /wait, /stream, /echo, /block views).
 SERVER_ENV = {"DJANGO_SETTINGS_MODULE": "tests.serverapp.settings"}
 
@@ -93,6 +95,19 @@ def runcomet_argv(*options: str, host: str = HOST, reload: bool = False) -> list
 def wsgi_app_argv(app: str, *options: str, host: str = HOST) -> list[str]:
     """``python -m comet_server`` serving a plain WSGI app on port 0."""
     return [PYTHON, "-m", "comet_server", app, f"{host}:0", *options]
+
+
+def manage(*args: str, env: Mapping[str, str], timeout: float = 60.0
+           ) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py *args`` from the project root with ``env``; fail with its output
+    if it fails."""
+    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=dict(env),
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed ({done.returncode}):\n"
+                             f"{done.stdout}\n{done.stderr}")
+    return done
 
 
 _ANY_PORT = re.compile(r"^(\[[^\]]+\]|[\w.-]+):0$")  # the address argument "host:0"

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.helpers.proc import manage
 from tests.multiprocess import helpers
 
 
@@ -44,8 +45,7 @@ def mp_database() -> Iterator[str]:
     admin.execute(f'CREATE DATABASE "{name}"')
     url = helpers.pg_url(name)
     try:
-        done = helpers.manage("migrate", "--noinput", env=helpers.server_env(url))
-        assert done.returncode == 0, done.stdout + done.stderr
+        manage("migrate", "--noinput", env=helpers.server_env(url))
         yield url
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -68,11 +68,11 @@ def keep_redis_running() -> Iterator[None]:
         helpers.redis_start()
 
 
-StartServer = Callable[..., helpers.Server]
+StartChatServer = Callable[..., helpers.Server]
 
 
 @pytest.fixture
-def start_server(mp_database: str, tmp_path: Path) -> Iterator[StartServer]:
+def start_chat_server(mp_database: str, tmp_path: Path) -> Iterator[StartChatServer]:
     """Start runcomet processes on the shared database and Redis; SIGTERM them at the end
     and check they stop cleanly (exit 0), as a deployment's process manager expects."""
     started: list[helpers.Server] = []

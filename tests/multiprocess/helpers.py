@@ -23,8 +23,7 @@ import requests
 
 from tests.helpers.proc import (
     PRODUCTION_ENV,
-    PYTHON,
-    ROOT,
+    REDIS_URL,
     UNLIMITED_CHAT_ENV,
     ServerProcess,
     broker_env,
@@ -34,7 +33,6 @@ from tests.helpers.proc import (
     wait_until,
 )
 
-REDIS_URL = os.environ.get("COMET_MP_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("COMET_MP_PG_URL", "postgres://127.0.0.1:5432/test")
 SETTINGS = "tests.multiprocess.server_settings"
 POLL_TIMEOUT = 60.0  # the servers' CHAT_POLL_TIMEOUT (server_settings): longer than any wait
@@ -132,11 +130,6 @@ def server_env(db_url: str, broker: str | None = REDIS_URL) -> dict[str, str]:
     return child_env(PRODUCTION_ENV, UNLIMITED_CHAT_ENV, broker_env(broker or None), {
         "DJANGO_SETTINGS_MODULE": SETTINGS, "DATABASE_URL": db_url,
         "COMET_MP_POLL_TIMEOUT": str(POLL_TIMEOUT)})
-
-
-def manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 # -- server processes ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ PER_THREAD = 15
 
 
 def test_concurrent_posts_through_two_processes_reach_pollers_exactly_once_in_order(
-        start_server, room, mp_database) -> None:
+        start_chat_server, room, mp_database) -> None:
     """Message ids come from one PostgreSQL sequence; if a higher id could commit before a
     lower one, a client resuming after the higher id would never see the lower one.
     Posting threads hammer one room through two processes (one of them pre-forked)
@@ -28,7 +28,7 @@ def test_concurrent_posts_through_two_processes_reach_pollers_exactly_once_in_or
     room's rows, in id order.  Commits are slowed (a trigger) so that a missing room
     lock would really reorder them."""
     slug, room_id = room
-    a, b = start_server(), start_server(workers=2)
+    a, b = start_chat_server(), start_chat_server(workers=2)
     total = THREADS * PER_THREAD
     followers = start_followers(4, [a, b], slug, 0, want=total, timeout=90)
     a.wait_parked(2)

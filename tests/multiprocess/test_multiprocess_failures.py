@@ -22,11 +22,11 @@ from tests.multiprocess.helpers import (
 pytestmark = pytest.mark.multiprocess
 
 
-def test_killing_a_worker_mid_wait_loses_no_message(start_server, room, mp_database) -> None:
+def test_killing_a_worker_mid_wait_loses_no_message(start_chat_server, room, mp_database) -> None:
     """kill -9 the worker holding parked polls: its clients reconnect from their cursor,
     the master replaces the worker, and every message arrives exactly once, in order."""
     slug, room_id = room
-    server = start_server(workers=2)
+    server = start_chat_server(workers=2)
     poster = Poster("carol")
     before = [poster.post(server, slug, f"before {i}")["id"] for i in range(3)]
     followers = start_followers(16, [server], slug, 0, want=8, timeout=60)
@@ -75,11 +75,11 @@ def test_killing_a_worker_mid_wait_loses_no_message(start_server, room, mp_datab
 
 
 def test_replacing_a_worker_keeps_the_shared_listening_socket_non_blocking(
-        start_server) -> None:
+        start_chat_server) -> None:
     """The workers accept on one shared socket until EAGAIN; if spawning a replacement
     makes that socket blocking even briefly, a surviving worker that accepts in that
     moment blocks inside accept() and serves nobody until another client connects."""
-    server = start_server(workers=2)
+    server = start_chat_server(workers=2)
     flags = server.listening_fd_flags()
     assert flags() & os.O_NONBLOCK
     victim = min(server.worker_pids())
@@ -115,12 +115,12 @@ def _probe(server: helpers.Server, box: list) -> None:
 
 
 def test_redis_restart_while_polls_are_parked_loses_no_message(
-        start_server, room, mp_database, keep_redis_running) -> None:
+        start_chat_server, room, mp_database, keep_redis_running) -> None:
     """Redis goes away and comes back: parked polls are answered once the subscribers
     reconnect (they re-read the database), and messages posted while Redis was down
     or after it returned all arrive, once each, in order."""
     slug, room_id = room
-    a, b = start_server(), start_server(workers=2)
+    a, b = start_chat_server(), start_chat_server(workers=2)
     poster = Poster("dave")
     first = poster.post(a, slug, "before the restart")["id"]
     followers = start_followers(12, [a, b], slug, 0, want=6, timeout=90)
@@ -155,11 +155,11 @@ def test_redis_restart_while_polls_are_parked_loses_no_message(
 
 
 def test_sighup_replaces_workers_without_refusing_or_losing_anything(
-        start_server, room, mp_database) -> None:
+        start_chat_server, room, mp_database) -> None:
     """A graceful reload (SIGHUP): new worker pids, parked clients re-poll from their
     cursor, new clients are never refused or left hanging, nothing is lost."""
     slug, room_id = room
-    server = start_server(workers=2)
+    server = start_chat_server(workers=2)
     poster = Poster("erin")
     first = poster.post(server, slug, "before the reload")["id"]
     followers = start_followers(8, [server], slug, 0, want=4, timeout=60)

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.helpers.proc import manage
 from tests.multiprocess import helpers
 from tests.multiprocess.helpers import POLL_TIMEOUT
 
@@ -22,8 +23,7 @@ def staff_session(server: helpers.Server, db_url: str, username: str) -> request
     """A staff user (made with manage.py, as an operator would), logged in on ``server``."""
     code = ("from django.contrib.auth import get_user_model as g; "
             f"g().objects.create_user({username!r}, password={PASSWORD!r}, is_staff=True)")
-    done = helpers.manage("shell", "-c", code, env=helpers.server_env(db_url))
-    assert done.returncode == 0, done.stdout + done.stderr
+    manage("shell", "-c", code, env=helpers.server_env(db_url))
     http = helpers.session()
     page = http.get(server.url("/accounts/login/"), timeout=30)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
@@ -45,9 +45,9 @@ def poll(server: helpers.Server, slug: str, after: int, changes: int) -> tuple[d
 
 
 def test_a_deletion_on_one_process_removes_the_message_on_another(
-        start_server, room, mp_database) -> None:
+        start_chat_server, room, mp_database) -> None:
     slug, room_id = room
-    a, b = start_server(), start_server()
+    a, b = start_chat_server(), start_chat_server()
     moderator = staff_session(a, mp_database, f"mod-{slug}")
     message_id = helpers.insert_message(mp_database, room_id, "spam from afar")
     with ThreadPoolExecutor(4) as pool:

@@ -87,9 +87,9 @@ class StreamReader(threading.Thread):
 
 
 def test_streams_on_two_processes_get_every_message_once_through_a_redis_restart(
-        start_server, room, mp_database, keep_redis_running) -> None:
+        start_chat_server, room, mp_database, keep_redis_running) -> None:
     slug, room_id = room
-    a, b = start_server(), start_server()
+    a, b = start_chat_server(), start_chat_server()
     first = Poster("host").post(a, slug, "before the readers")["id"]
     deadline = time.monotonic() + 120
     readers = [StreamReader(server, slug, deadline)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
-from tests.helpers.proc import wait_until
+from tests.helpers.proc import manage, wait_until
 from tests.helpers.scrape import scrape, wait_scrape
 from tests.multiprocess import helpers
 from tests.multiprocess.helpers import Poster, poll_once, session
@@ -19,10 +19,8 @@ PARKED = 12
 
 
 def staff_session(server: helpers.Server):
-    done = helpers.manage("createsuperuser", "--noinput", "--username", "ops",
-                          "--email", "ops@example.com",
-                          env={**server.env, "DJANGO_SUPERUSER_PASSWORD": "ops-pass-1"})
-    assert done.returncode == 0, done.stdout + done.stderr
+    manage("createsuperuser", "--noinput", "--username", "ops", "--email", "ops@example.com",
+           env={**server.env, "DJANGO_SUPERUSER_PASSWORD": "ops-pass-1"})
     http = session()
     page = http.get(server.url("/admin/login/"), timeout=30)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
@@ -35,9 +33,9 @@ def staff_session(server: helpers.Server):
     return http
 
 
-def test_status_feed_and_scrape_agree_over_two_workers(start_server, room) -> None:
+def test_status_feed_and_scrape_agree_over_two_workers(start_chat_server, room) -> None:
     slug, _ = room
-    server = start_server(workers=2)
+    server = start_chat_server(workers=2)
     http = staff_session(server)
     workers = {str(pid) for pid in server.worker_pids()}
 

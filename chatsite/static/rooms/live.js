@@ -29,6 +29,10 @@
     return $("body").attr("data-websocket") === "1" ? url : null;
   };
 
+  /* The names of the streams' events and of the moderation changes, from the server
+   * (chatsite/rooms/events.py): {frames: {ready: "ready", ...}, changes: {...}}. */
+  window.chatEvents = JSON.parse($("body").attr("data-events"));
+
   window.chatLive = function (options) {
     var client = window.Comet.connect($.extend({
       firstEventMs: number("first-event-ms"),

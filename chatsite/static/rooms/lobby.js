@@ -96,10 +96,10 @@
            sse: $body.attr("data-events-url"),
            longpoll: $body.attr("data-updates-url")},
     after: parseInt($body.attr("data-cursor"), 10) || 0,
-    eventNames: ["rooms"],
+    eventNames: [window.chatEvents.frames.rooms],
     onEvent: function (name, data) { update(data); },
     decodePoll: function (answer) {
-      return {events: [["rooms", answer, null]], cursor: answer.cursor};
+      return {events: [[window.chatEvents.frames.rooms, answer, null]], cursor: answer.cursor};
     }
   });
 }(jQuery));

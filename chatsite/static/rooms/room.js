@@ -85,9 +85,9 @@
     $.each(changes || [], function (i, change) {
       if (change.id > changesCursor) { changesCursor = change.id; }
       var m = change.message || {};
-      if (change.type === "deleted" || m.deleted) {
+      if (change.type === CHANGES.deleted || m.deleted) {
         removeMessage(m.id);
-      } else if (change.type === "edited") {
+      } else if (change.type === CHANGES.edited) {
         var $li = $messages.children("li.message").filter(function () {
           return $(this).attr("data-id") === String(m.id);
         });
@@ -204,33 +204,35 @@
 
   /* Stream events and long-poll answers (see live.js); messages carry their ids,
    * duplicates are dropped by insertMessage, comet.js keeps the resume point. */
-  var handlers = {
-    poll: onLongPoll,
-    ready: function (data) { renderPresence(data.presence || []); },
-    messages: function (data) {
-      var list = data.messages || [], mine = false;
-      if (sentOverSocket !== null) {
-        mine = list.some(function (m) {
-          return m.author === myNick && m.text === sentOverSocket.trim();
-        });
-        if (mine) { sentOverSocket = null; }  // our socket post is in: follow it down
-      }
-      addMessages(list, mine);
-    },
-    changes: function (data) { applyChanges(data.changes); },
-    presence: function (data) { renderPresence(data.presence || []); },
-    typing: function (data) { noteTyping(data.nick); },
-    // The members of this private room changed: connect again, so the server checks
-    // this visitor's access (a removed member is refused, and the long-poll says so).
-    membership: function () {
-      membershipChanged = true;
-      poller.restart();
-    },
-    resync: function () { window.location.reload(); },
-    // A post or typing signal sent over the WebSocket was refused (the same rules as
-    // an HTTP post): say why, give the text back, hold Send for a 429's retry_after.
-    error: function (data) { socketRefused(data || {}); }
+  var FRAMES = window.chatEvents.frames, CHANGES = window.chatEvents.changes;
+  var POLL = "poll";                     // the long-poll's answer, as one event (below)
+  var SOCKET_ERROR = "error";            // a refusal of a post sent over the WebSocket
+  var handlers = {};
+  handlers[POLL] = onLongPoll;
+  handlers[FRAMES.ready] = function (data) { renderPresence(data.presence || []); };
+  handlers[FRAMES.messages] = function (data) {
+    var list = data.messages || [], mine = false;
+    if (sentOverSocket !== null) {
+      mine = list.some(function (m) {
+        return m.author === myNick && m.text === sentOverSocket.trim();
+      });
+      if (mine) { sentOverSocket = null; }  // our socket post is in: follow it down
+    }
+    addMessages(list, mine);
   };
+  handlers[FRAMES.changes] = function (data) { applyChanges(data.changes); };
+  handlers[FRAMES.presence] = function (data) { renderPresence(data.presence || []); };
+  handlers[FRAMES.typing] = function (data) { noteTyping(data.nick); };
+  // The members of this private room changed: connect again, so the server checks
+  // this visitor's access (a removed member is refused, and the long-poll says so).
+  handlers[FRAMES.membership] = function () {
+    membershipChanged = true;
+    poller.restart();
+  };
+  handlers[FRAMES.resync] = function () { window.location.reload(); };
+  // A post or typing signal sent over the WebSocket was refused (the same rules as an
+  // HTTP post): say why, give the text back, hold Send for a 429's retry_after.
+  handlers[SOCKET_ERROR] = function (data) { socketRefused(data || {}); };
 
   var poller = window.chatLive({
     urls: {websocket: window.chatSocketUrl(base + "socket"), sse: base + "events",
@@ -243,7 +245,7 @@
     },
     // The long-poll answers with everything at once: one "poll" event.
     decodePoll: function (answer) {
-      return {events: [["poll", answer, null]], cursor: answer.cursor};
+      return {events: [[POLL, answer, null]], cursor: answer.cursor};
     },
     onRefused: function (status, body) {
       if (status === 400) {

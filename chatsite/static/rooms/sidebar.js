@@ -55,11 +55,32 @@
     $("#toggle-rooms .unread-dot").prop("hidden", !any);
   }
 
+  var SVG = "http://www.w3.org/2000/svg";
+  function lockIcon() {                  // the template's lock, drawn with the DOM
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "lock");
+    svg.setAttribute("viewBox", "0 0 16 16");
+    svg.setAttribute("width", "12");
+    svg.setAttribute("height", "12");
+    var body = document.createElementNS(SVG, "rect");
+    [["x", 3], ["y", 7], ["width", 10], ["height", 8], ["rx", 1.5]].forEach(function (a) {
+      body.setAttribute(a[0], a[1]);
+    });
+    var shackle = document.createElementNS(SVG, "path");
+    shackle.setAttribute("d", "M5 7V5a3 3 0 0 1 6 0v2");
+    shackle.setAttribute("fill", "none");
+    shackle.setAttribute("stroke", "currentColor");
+    shackle.setAttribute("stroke-width", "1.6");
+    svg.appendChild(body);
+    svg.appendChild(shackle);
+    return svg;
+  }
+
   function navItem(room) {
     var $li = $("<li>", {"class": "nav-room"}).attr("data-slug", room.slug);
     var $a = $("<a>").attr("href", room.url).appendTo($li);
-    $("<span>", {"class": "nav-hash", "aria-hidden": "true"}).text(room.private ? "🔒" : "#")
-      .appendTo($a);
+    var hash = $("<span>", {"class": "nav-hash", "aria-hidden": "true"}).appendTo($a)[0];
+    if (room.private) { hash.appendChild(lockIcon()); } else { hash.textContent = "#"; }
     $("<span>", {"class": "nav-title"}).text(room.title).appendTo($a);
     $("<span>", {"class": "unread"}).prop("hidden", true).appendTo($a);
     return $li;
@@ -84,11 +105,11 @@
     urls: {sse: $body.attr("data-rooms-events-url"),
            longpoll: $body.attr("data-rooms-updates-url")},
     after: parseInt($body.attr("data-rooms-cursor"), 10) || 0,
-    eventNames: ["rooms"],
+    eventNames: [window.chatEvents.frames.rooms],
     quiet: true,                         // #status and #transport are the room's
     onEvent: function (name, data) { update(data); },
     decodePoll: function (answer) {
-      return {events: [["rooms", answer, null]], cursor: answer.cursor};
+      return {events: [[window.chatEvents.frames.rooms, answer, null]], cursor: answer.cursor};
     }
   });
   // A hidden tab follows only its room: browsers allow few connections per server.

@@ -1,5 +1,9 @@
-/* The live status page: poll the JSON feed every 2 s, fill the table, draw the last
-   10 minutes with uPlot.  Every value goes in through textContent, never as HTML. */
+/* The live status page: poll the JSON feed, fill the table, draw the last minutes with
+ * uPlot.  Every value goes in through textContent, never as HTML.
+ *
+ * What is shown is declared once, below: CHARTS (each with a sentence saying what it
+ * measures) and COLUMNS (each with a header, a meaning and how to read a worker's
+ * value).  To show a new figure, add an entry; nothing else changes. */
 (function () {
   "use strict";
 
@@ -8,173 +12,267 @@
     return;
   }
   var FEED = root.getAttribute("data-feed");
-  var PERIOD_MS = 2000;
-  var KEEP_SECONDS = 600;
+  var PERIOD_MS = parseFloat(root.getAttribute("data-period-ms"));
+  var KEEP_SECONDS = parseFloat(root.getAttribute("data-chart-seconds"));
+  var CHART_HEIGHT = 170;
   var stateLine = document.getElementById("status-state");
+  var thead = document.querySelector("#status-workers thead");
   var tbody = document.querySelector("#status-workers tbody");
   var tfoot = document.querySelector("#status-workers tfoot");
-  var previous = null; // the last feed: rates and lag are differences from it
-  var series = { t: [], connections: [], parked: [], streams: [], deliveries: [], lag: [] };
 
-  function widthOf(el) {
-    return Math.max(260, (el.parentNode.clientWidth || 340) - 16);
-  }
-
-  function chart(id, lines) {
-    var el = document.getElementById(id);
-    var opts = {
-      width: widthOf(el),
-      height: 160,
-      cursor: { show: false },
-      legend: { show: lines.length > 1, live: false },
-      axes: [{}, { size: 56 }],
-      series: [{}].concat(lines.map(function (line) {
-        return { label: line.label, stroke: line.color, width: 2, spanGaps: true };
-      })),
-    };
-    var empty = [[]].concat(lines.map(function () { return []; }));
-    return new uPlot(opts, empty, el);
-  }
-
-  var charts = {
-    connections: chart("chart-connections", [{ label: "connections", color: "#1f77b4" }]),
-    parked: chart("chart-parked", [{ label: "parked", color: "#2ca02c" },
-                                   { label: "streams", color: "#ff7f0e" }]),
-    deliveries: chart("chart-deliveries", [{ label: "deliveries/s", color: "#9467bd" }]),
-    lag: chart("chart-lag", [{ label: "lag p99 ms", color: "#d62728" }]),
-  };
-  window.statusCharts = charts; // for the functional tests: charts hold data
-  window.addEventListener("resize", function () {
-    Object.keys(charts).forEach(function (name) {
-      var plot = charts[name];
-      plot.setSize({ width: widthOf(plot.root.parentNode), height: 160 });
-    });
-  });
-
-  function p99(now, before) {
-    // The bucket bound below which 99% of the probes since the last poll fell.
-    if (!now) {
-      return null;
-    }
-    var counts = now.counts.map(function (c, i) {
-      return before ? c - (before.counts[i] || 0) : c;
-    });
-    var total = counts.reduce(function (a, b) { return a + b; }, 0);
-    if (total <= 0) {
-      return null;
-    }
-    var running = 0;
-    for (var i = 0; i < counts.length; i++) {
-      running += counts[i];
-      if (running >= total * 0.99) {
-        var bounds = now.bounds;
-        return i < bounds.length ? bounds[i] : bounds[bounds.length - 1];
-      }
-    }
-    return null;
-  }
-
+  /* ---- helpers ---- */
   function mib(bytes) { return (bytes / 1048576).toFixed(1) + " MiB"; }
-  function ms(seconds) { return seconds === null || seconds === undefined ? "–"
-                                : (seconds * 1000).toFixed(1) + " ms"; }
+  function ms(seconds) {
+    if (seconds === null || seconds === undefined) { return "–"; }
+    var v = seconds * 1000;
+    return (v < 10 ? v.toFixed(2) : v.toFixed(1)) + " ms";
+  }
   function sum(obj) {
     var n = 0;
     Object.keys(obj || {}).forEach(function (k) { n += obj[k]; });
     return n;
   }
-
+  /* A counter's increase per second between two readings (null on the first). */
+  function rate(feed, previous, read) {
+    if (!previous || !previous.running) { return null; }
+    var dt = feed.time - previous.time;
+    return dt > 0 ? Math.max(0, (read(feed.total) - read(previous.total)) / dt) : null;
+  }
+  /* The histogram bucket bound below which 99% of the observations since the last
+   * reading fell (null when there were none). */
+  function p99(now, before) {
+    if (!now) { return null; }
+    var counts = now.counts.map(function (c, i) {
+      return before ? c - (before.counts[i] || 0) : c;
+    });
+    var total = counts.reduce(function (a, b) { return a + b; }, 0);
+    if (total <= 0) { return null; }
+    var running = 0;
+    for (var i = 0; i < counts.length; i++) {
+      running += counts[i];
+      if (running >= total * 0.99) {
+        return i < now.bounds.length ? now.bounds[i] : now.bounds[now.bounds.length - 1];
+      }
+    }
+    return null;
+  }
   function brokerText(workers) {
     var withBroker = workers.filter(function (w) { return w.broker; });
-    if (!withBroker.length) {
-      return "none";
-    }
+    if (!withBroker.length) { return "none"; }
     var up = withBroker.filter(function (w) { return w.broker.connected; }).length;
     return up === withBroker.length ? "connected" : up + "/" + withBroker.length + " connected";
   }
-
   function stateText(w) {
     if (w.stopping) { return "draining"; }
     return w.accepting ? "accepting" : "paused";
   }
 
-  var FIELDS = ["worker", "connections", "parked", "streams", "waiters", "published",
-                "deliveries", "requests", "5xx", "undelivered", "rejected", "lag",
-                "threads", "queued", "rss", "fds", "broker", "state"];
+  /* ---- what the page shows ---- */
+  var CHARTS = [
+    {key: "connections", title: "Open connections",
+     what: "TCP connections open on all workers at each reading (idle keep-alive included).",
+     lines: [{label: "connections", color: "#2257d6",
+              value: function (feed) { return feed.total.connections; }}]},
+    {key: "parked", title: "Waiting clients",
+     what: "Clients the server holds without a thread: long-polls parked until an event, " +
+           "and open event streams.",
+     lines: [{label: "parked long-polls", color: "#137333",
+              value: function (feed) { return feed.total.parked; }},
+             {label: "event streams", color: "#b04a17",
+              value: function (feed) { return feed.total.streaming; }}]},
+    {key: "deliveries", title: "Deliveries per second",
+     what: "Events handed to waiting clients (a long-poll answer or a stream event), " +
+           "per second between two readings.",
+     lines: [{label: "deliveries/s", color: "#8e3db8",
+              value: function (feed, previous) {
+                return rate(feed, previous, function (t) { return t.delivered_total; });
+              }}]},
+    {key: "lag", title: "Event-loop lag, p99 of each interval (ms)",
+     what: "How late the loop's timer probes ran: the 99th percentile of the probes " +
+           "between two readings, rounded up to the bound of its histogram bucket. " +
+           "The table's \u201cloop lag\u201d is the single latest probe, exact.",
+     lines: [{label: "lag p99 (ms)", color: "#b4234f",
+              value: function (feed, previous) {
+                if (!previous || !previous.running) { return null; }
+                var q = p99(feed.total.loop_lag_seconds, previous.total.loop_lag_seconds);
+                return q === null ? null : q * 1000;
+              }}]}
+  ];
 
-  function cells(row, values, bad) {
-    values.forEach(function (value, i) {
-      var td = document.createElement("td");
-      td.setAttribute("data-field", FIELDS[i]);
-      td.textContent = String(value);
-      if (bad[i]) { td.className = "status-bad"; }
-      row.appendChild(td);
+  // value(w, row): w is a worker's snapshot (or the total); row = {name, broker, state}.
+  var COLUMNS = [
+    {field: "worker", label: "worker", what: "the worker's process id",
+     value: function (w, row) { return row.name; }},
+    {field: "connections", label: "conns", what: "open connections",
+     value: function (w) { return w.connections; }},
+    {field: "parked", label: "parked", what: "long-polls waiting for an event",
+     value: function (w) { return w.parked; }},
+    {field: "streams", label: "streams", what: "open event streams",
+     value: function (w) { return w.streaming; }},
+    {field: "waiters", label: "waiters", what: "hub registrations (long-polls and streams)",
+     value: function (w) { return w.waiters; }},
+    {field: "published", label: "published", what: "events published since start",
+     value: function (w) { return w.published_total; }},
+    {field: "deliveries", label: "delivered", what: "events delivered to clients since start",
+     value: function (w) { return w.delivered_total; }},
+    {field: "requests", label: "requests", what: "HTTP requests since start",
+     value: function (w) { return w.requests_total; }},
+    {field: "5xx", label: "5xx", what: "server-error answers since start",
+     value: function (w) { return (w.responses || {})["5xx"] || 0; }},
+    {field: "undelivered", label: "undeliv.", what: "events that found a client gone",
+     value: function (w) { return w.not_delivered; }},
+    {field: "rejected", label: "rejected", what: "connections or requests refused at a cap",
+     value: function (w) { return sum(w.cap_hits); }},
+    {field: "lag", label: "loop lag", what: "lateness of the latest loop probe",
+     value: function (w) { return ms(w.loop_lag_last_s); }},
+    {field: "threads", label: "threads busy",
+     what: "threads running application code / threads",
+     value: function (w) { return (w.threads_busy || 0) + "/" + (w.threads || 0); }},
+    {field: "queued", label: "queued", what: "jobs waiting for a thread (503s past the bound)",
+     value: function (w) {
+       return (w.queued || 0) + (w.queue_refused_total ? " (" + w.queue_refused_total +
+                                 " refused)" : "");
+     }},
+    {field: "rss", label: "memory", what: "resident memory (RSS)",
+     value: function (w) { return mib(w.rss_bytes); }},
+    {field: "fds", label: "fds", what: "open file descriptors",
+     value: function (w) { return w.open_fds; }},
+    {field: "broker", label: "broker", what: "the Redis broker link, when there is one",
+     value: function (w, row) { return row.broker; },
+     bad: function (w, row) { return row.broker !== "connected" && row.broker !== "none"; }},
+    {field: "state", label: "state", what: "accepting, paused (at a cap) or draining",
+     value: function (w, row) { return row.state; },
+     bad: function (w, row) { return !/accepting$/.test(row.state) || /^0\//.test(row.state); }}
+  ];
+
+  /* ---- charts ---- */
+  var chartsBox = document.getElementById("status-charts");
+  var times = [];
+  var data = {};                         // chart key -> one array per line
+  var charts = {};
+  function widthOf(el) { return Math.max(240, el.clientWidth); }
+  /* Tick labels: hours and minutes, with seconds when ticks are less than a minute apart. */
+  function clock(u, ticks) {
+    var seconds = ticks.length > 1 && ticks[1] - ticks[0] < 60;
+    var format = seconds ? {hour: "2-digit", minute: "2-digit", second: "2-digit"}
+                         : {hour: "2-digit", minute: "2-digit"};
+    return ticks.map(function (t) {
+      return new Date(t * 1000).toLocaleTimeString([], format);
+    });
+  }
+  CHARTS.forEach(function (spec) {
+    var figure = document.createElement("figure");
+    figure.setAttribute("data-chart", spec.key);
+    var caption = document.createElement("figcaption");
+    var title = document.createElement("strong");
+    title.textContent = spec.title;
+    var what = document.createElement("span");
+    what.className = "chart-what";
+    what.textContent = spec.what;
+    caption.appendChild(title);
+    caption.appendChild(what);
+    var plotBox = document.createElement("div");
+    plotBox.id = "chart-" + spec.key;
+    figure.appendChild(caption);
+    figure.appendChild(plotBox);
+    chartsBox.appendChild(figure);
+    data[spec.key] = spec.lines.map(function () { return []; });
+    charts[spec.key] = new uPlot({
+      width: widthOf(plotBox),
+      height: CHART_HEIGHT,
+      cursor: {show: false},
+      legend: {show: spec.lines.length > 1, live: false},
+      axes: [{space: 90, values: clock}, {size: 52}],
+      scales: {x: {time: true}},
+      series: [{}].concat(spec.lines.map(function (line) {
+        return {label: line.label, stroke: line.color, width: 2, spanGaps: true};
+      }))
+    }, [[]].concat(data[spec.key]), plotBox);
+  });
+  window.statusCharts = charts; // for the functional tests: charts hold data
+  function fit() {
+    Object.keys(charts).forEach(function (key) {
+      charts[key].setSize({width: widthOf(document.getElementById("chart-" + key)),
+                           height: CHART_HEIGHT});
+    });
+  }
+  if (typeof ResizeObserver === "function") {
+    new ResizeObserver(fit).observe(chartsBox);
+  } else {
+    window.addEventListener("resize", fit);
+  }
+
+  function record(feed, previous) {
+    times.push(feed.time);
+    var drop = 0;
+    while (drop < times.length && times[drop] < feed.time - KEEP_SECONDS) { drop += 1; }
+    times.splice(0, drop);
+    CHARTS.forEach(function (spec) {
+      var lines = data[spec.key];
+      spec.lines.forEach(function (line, i) {
+        lines[i].push(line.value(feed, previous));
+        lines[i].splice(0, drop);
+      });
+      charts[spec.key].setData([times].concat(lines));
     });
   }
 
-  function rowValues(w, name, lagSeconds, broker, state) {
-    return [name, w.connections, w.parked, w.streaming, w.waiters, w.published_total,
-            w.delivered_total, w.requests_total, (w.responses || {})["5xx"] || 0,
-            w.not_delivered, sum(w.cap_hits), ms(lagSeconds),
-            (w.threads_busy || 0) + "/" + (w.threads || 0),
-            (w.queued || 0) + (w.queue_refused_total ? " (" + w.queue_refused_total +
-                               " refused)" : ""),
-            mib(w.rss_bytes), w.open_fds, broker, state];
+  /* ---- table ---- */
+  (function header() {
+    var row = document.createElement("tr");
+    var legend = document.getElementById("status-legend");
+    COLUMNS.forEach(function (column) {
+      var th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = column.label;
+      th.title = column.what;
+      row.appendChild(th);
+      var dt = document.createElement("dt");
+      dt.textContent = column.label;
+      var dd = document.createElement("dd");
+      dd.textContent = column.what;
+      legend.appendChild(dt);
+      legend.appendChild(dd);
+    });
+    thead.appendChild(row);
+  }());
+
+  function tableRow(w, row) {
+    var tr = document.createElement("tr");
+    COLUMNS.forEach(function (column) {
+      var td = document.createElement("td");
+      td.setAttribute("data-field", column.field);
+      td.textContent = String(column.value(w, row));
+      if (column.bad && column.bad(w, row)) { td.className = "status-bad"; }
+      tr.appendChild(td);
+    });
+    return tr;
   }
 
   function fillTable(feed) {
     tbody.textContent = "";
     feed.workers.forEach(function (w) {
-      var row = document.createElement("tr");
-      row.setAttribute("data-worker", String(w.worker));
-      var broker = brokerText([w]);
-      var state = stateText(w);
-      cells(row, rowValues(w, String(w.worker), w.loop_lag_last_s, broker, state),
-            { 16: broker !== "connected" && broker !== "none", 17: state !== "accepting" });
-      tbody.appendChild(row);
+      var tr = tableRow(w, {name: String(w.worker), broker: brokerText([w]),
+                            state: stateText(w)});
+      tr.setAttribute("data-worker", String(w.worker));
+      tbody.appendChild(tr);
     });
     tfoot.textContent = "";
-    var total = document.createElement("tr");
-    total.id = "status-total";
     var count = feed.workers.length;
     var accepting = feed.workers.filter(function (w) {
       return stateText(w) === "accepting";
     }).length;
-    cells(total, rowValues(feed.total, "total (" + count + (count === 1 ? " worker)" : " workers)"),
-                           feed.total.loop_lag_last_s, brokerText(feed.workers),
-                           accepting + "/" + count + " accepting"), {});
+    var total = tableRow(feed.total, {
+      name: "total (" + count + (count === 1 ? " worker)" : " workers)"),
+      broker: brokerText(feed.workers), state: accepting + "/" + count + " accepting"});
+    total.id = "status-total";
     tfoot.appendChild(total);
   }
 
-  function record(feed) {
-    var t = feed.time;
-    var total = feed.total;
-    var rate = null;
-    var lag = null;
-    if (previous && previous.running) {
-      var dt = t - previous.time;
-      if (dt > 0) {
-        rate = Math.max(0, (total.delivered_total - previous.total.delivered_total) / dt);
-      }
-      var q = p99(total.loop_lag_seconds, previous.total.loop_lag_seconds);
-      lag = q === null ? null : q * 1000;
-    }
-    series.t.push(t);
-    series.connections.push(total.connections);
-    series.parked.push(total.parked);
-    series.streams.push(total.streaming);
-    series.deliveries.push(rate);
-    series.lag.push(lag);
-    while (series.t.length && series.t[0] < t - KEEP_SECONDS) {
-      Object.keys(series).forEach(function (k) { series[k].shift(); });
-    }
-    charts.connections.setData([series.t, series.connections]);
-    charts.parked.setData([series.t, series.parked, series.streams]);
-    charts.deliveries.setData([series.t, series.deliveries]);
-    charts.lag.setData([series.t, series.lag]);
-  }
-
+  /* ---- the feed ---- */
+  var previous = null;
   function poll() {
-    fetch(FEED, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(FEED, {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (response) {
         if (response.redirected || !response.ok) {
           throw new Error(response.redirected ? "signed out" : "feed " + response.status);
@@ -186,10 +284,10 @@
           stateLine.textContent = "No comet server runs in this process (runserver?).";
           return;
         }
-        stateLine.textContent = "Answered by worker " + feed.answered_by + " at " +
+        stateLine.textContent = "Worker " + feed.answered_by + " answered at " +
           new Date(feed.time * 1000).toLocaleTimeString() + ".";
         fillTable(feed);
-        record(feed);
+        record(feed, previous);
         previous = feed;
       })
       .catch(function (error) {
@@ -197,6 +295,5 @@
       })
       .then(function () { window.setTimeout(poll, PERIOD_MS); });
   }
-
   poll();
 })();

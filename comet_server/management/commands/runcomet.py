@@ -25,7 +25,6 @@ from django.db import connections
 from comet_server import reloader
 from comet_server.serving.options import add_server_arguments, config_from
 from comet_server.serving.runner import request_shutdown, serve
-from comet_server.settings import setting, setting_int
 
 
 class Command(RunserverCommand):
@@ -38,24 +37,16 @@ class Command(RunserverCommand):
 
     def add_arguments(self, parser: Any) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--workers", type=int, default=setting_int("COMET_WORKERS", 1, 1),
-                            help="worker processes sharing the port (needs COMET_BROKER if > 1)")
         add_server_arguments(parser)
 
     def run(self, **options: Any) -> None:
         """Check the options, then serve (under the draining autoreloader in DEBUG)."""
-        workers = options["workers"]
-        if workers < 1:
-            raise CommandError(f"--workers must be at least 1, got {workers}")
-        if workers > 1 and not setting("COMET_BROKER"):
-            raise CommandError("--workers > 1 needs COMET_BROKER (e.g. redis://127.0.0.1:6379/0): "
-                               "without a broker a publish in one worker cannot wake the others")
         try:
-            self.config = config_from(options, multiprocess=workers > 1)
+            self.config = config_from(options)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self._configure_logging()
-        if options["use_reloader"] and settings.DEBUG and workers == 1:
+        if options["use_reloader"] and settings.DEBUG and self.config.workers == 1:
             reloader.run_with_reloader(lambda: self.inner_run(None, **options),
                                        request_shutdown)
         else:
@@ -71,7 +62,7 @@ class Command(RunserverCommand):
         for conn in connections.all(initialized_only=True):
             conn.close()  # the migration check's: each process opens its own
         handler = self.get_handler(*args, **options)
-        workers = options["workers"]
+        workers = self.config.workers
         shown = f"[{self.addr}]" if self._raw_ipv6 else self.addr
 
         def announce(bound_port: int) -> None:
@@ -82,8 +73,8 @@ class Command(RunserverCommand):
             self.stdout.flush()
 
         try:
-            serve(handler, self.addr, int(self.port), config=self.config, workers=workers,
-                  announce=announce, before_fork=connections.close_all)
+            serve(handler, self.addr, int(self.port), config=self.config, announce=announce,
+                  before_fork=connections.close_all)
         except OSError as exc:
             raise CommandError(f"cannot listen on {shown}:{self.port}: "
                                f"{exc.strerror or exc}") from None

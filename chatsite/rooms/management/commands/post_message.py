@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from chatsite.rooms.models import Room
 from chatsite.rooms.services import post_message
+from comet_server import get_hub
 
 
 class Command(BaseCommand):
@@ -32,8 +33,6 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"posted message {message.id} to {room!r}")
-        from comet_server.push.hub import get_hub
-
         if get_hub().broker is None:
             self.stderr.write("COMET_BROKER is not set: open pages will show it at their next "
                               "poll, not at once")
