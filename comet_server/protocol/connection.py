@@ -209,7 +209,11 @@ class HTTPConnection:
             # The handler keeps its own time (pings, idle); a reply it does not
             # read for keepalive_timeout is cut, as in HTTP.
             self.read_watch.start()
-            self.deadline = self.deadline if self.out else 0.0
+            if not self.out:
+                self.deadline = 0.0
+                if self.timer is not None:
+                    self.timer.cancel()
+                    self.timer = None
 
     def _arm(self, seconds: float) -> None:
         """Set the deadline ``seconds`` from now (one lazily re-armed timer)."""
