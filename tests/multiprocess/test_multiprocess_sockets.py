@@ -98,9 +98,9 @@ def socket_poster(server: Server, slug: str, index: int, problems: list[str]) ->
 
 
 def test_sockets_on_two_processes_get_every_message_once_in_order(
-        start_server, room, mp_database) -> None:
+        start_chat_server, room, mp_database) -> None:
     slug, room_id = room
-    a, b = start_server(), start_server()
+    a, b = start_chat_server(), start_chat_server()
     first = Poster("host").post(a, slug, "before the sockets")["id"]
     deadline = time.monotonic() + 120
     readers = [SocketReader(server, slug, deadline)
