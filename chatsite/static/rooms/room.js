@@ -239,7 +239,10 @@
            longpoll: base + "updates"},
     after: cursor,
     params: function () { return {changes: changesCursor}; },
-    eventNames: Object.keys(handlers),
+    // Not "error" for EventSource: that name is its own connection-error event.
+    eventNames: Object.keys(handlers).filter(function (name) {
+      return name !== SOCKET_ERROR;
+    }),
     onEvent: function (name, data) {
       if (handlers.hasOwnProperty(name)) { handlers[name](data); }
     },

@@ -94,7 +94,11 @@
         previousId = "";
         source = new global.EventSource(link.url(), {withCredentials: false});
         source.onmessage = onMessage;
-        names.forEach(function (name) { source.addEventListener(name, onMessage); });
+        names.forEach(function (name) {
+          // "error" and "open" are EventSource's own events, never a stream's frames
+          // (a WebSocket's "error" messages, say, must not mark a dead stream live).
+          if (name !== "error" && name !== "open") { source.addEventListener(name, onMessage); }
+        });
         source.onerror = function () {
           if (closed || !source) { return; }
           if (source.readyState === global.EventSource.CLOSED) {
