@@ -31,6 +31,8 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 HOST = "127.0.0.1"
 RESULTS = ROOT / "bench" / "results"
+# The benches' thousands of simulated clients all come from 127.0.0.1: no per-address cap.
+ONE_ADDRESS = ("--max-connections-per-client", "0")
 
 
 class BenchError(RuntimeError):

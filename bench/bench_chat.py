@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench._common import (
     HOST,
+    ONE_ADDRESS,
     BenchError,
     LongPolls,
     ServerError,
@@ -161,7 +162,8 @@ def run(parked: int, rounds: int, workdir: Path) -> dict:
     env.pop("COMET_BROKER", None)  # one process: the in-process hub
     status(f"migrating a fresh database in {workdir}")
     manage("migrate", "--noinput", env=env)
-    with ServerProcess(runcomet_argv("--no-access-log"), name="runcomet", env=env) as server:
+    with ServerProcess(runcomet_argv("--no-access-log", *ONE_ADDRESS), name="runcomet",
+                       env=env) as server:
         port = server.port
         client = Client(port)
         cursor = setup_room(client)

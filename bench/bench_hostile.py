@@ -46,6 +46,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench._common import (
     HOST,
+    ONE_ADDRESS,
     PYTHON,
     ROOT,
     BenchError,
@@ -264,7 +265,8 @@ def bench_slowloris(count: int, head_timeout: float) -> tuple[dict, list[Row]]:
     """``count`` connections each sending a request head one byte per second."""
     head = (b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris\r\n"
             + b"X-Padding: " + b"a" * 200 + b"\r\n\r\n")
-    argv = wsgi_app_argv("bench.apps:comet", "--head-timeout", f"{head_timeout:g}")
+    argv = wsgi_app_argv("bench.apps:comet", "--head-timeout", f"{head_timeout:g}",
+                         *ONE_ADDRESS)
     with ServerProcess(argv, name="comet-slowloris") as server:
         port = server.port
         probe = Probe(port, "/hello", 0.05, keep_alive=False)
@@ -363,7 +365,7 @@ def bench_emfile(clients: int, hold: float) -> tuple[dict, list[Row]]:
     def lower_limit() -> None:  # the server's RLIMIT_NOFILE, soft and hard
         resource.setrlimit(resource.RLIMIT_NOFILE, (EMFILE_NOFILE, EMFILE_NOFILE))
 
-    argv = wsgi_app_argv("bench.apps:comet", "--max-connections", "100000")
+    argv = wsgi_app_argv("bench.apps:comet", "--max-connections", "100000", *ONE_ADDRESS)
     with ServerProcess(argv, name="comet-emfile", preexec_fn=lower_limit) as server:
         port = server.port
         request = f"GET /wait HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
@@ -559,7 +561,7 @@ def chat_env(workdir: Path, poll_timeout: float) -> dict[str, str]:
 
 def chat_server(workdir: Path, poll_timeout: float) -> ServerProcess:
     """runcomet on the chat (started by ``with``)."""
-    return ServerProcess(runcomet_argv(), name="runcomet-cursors",
+    return ServerProcess(runcomet_argv(*ONE_ADDRESS), name="runcomet-cursors",
                          env=chat_env(workdir, poll_timeout))
 
 
@@ -707,7 +709,7 @@ def read_until_closed(polls: LongPolls, timeout: float) -> dict[str, int]:
 
 def bench_drain(count: int, workdir: Path) -> tuple[dict, list[Row]]:
     env = write_settings(workdir, "bench_hostile_drain", "tests.serverapp.settings")
-    with ServerProcess(runcomet_argv(), name="runcomet-drain", env=env) as server:
+    with ServerProcess(runcomet_argv(*ONE_ADDRESS), name="runcomet-drain", env=env) as server:
         port = server.port
         request = (f"GET /wait/drain?after=0&timeout=60 HTTP/1.1\r\n"
                    f"Host: {HOST}:{port}\r\n\r\n")
@@ -817,7 +819,7 @@ def churn_batch(server: ServerProcess, size: int, request: bytes, publish: bytes
 
 
 def bench_churn(total: int, batch: int, every: int) -> tuple[dict, list[Row]]:
-    argv = wsgi_app_argv("bench.apps:comet", "--no-access-log")
+    argv = wsgi_app_argv("bench.apps:comet", "--no-access-log", *ONE_ADDRESS)
     pad = "p" * 1000
     samples: list[tuple[int, int]] = []
     with ServerProcess(argv, name="comet-churn") as server:

@@ -42,6 +42,7 @@ import redis
 
 from bench._common import (
     HOST,
+    ONE_ADDRESS,
     BenchError,
     LongPolls,
     ServerError,
@@ -509,7 +510,7 @@ def run(waiters: int, rounds: int, pollers: int, seconds: float) -> dict:
         servers: list[ServerProcess] = []
         try:
             for name in ("A", "B"):
-                servers.append(ServerProcess(runcomet_argv("--no-access-log"),
+                servers.append(ServerProcess(runcomet_argv("--no-access-log", *ONE_ADDRESS),
                                              name=f"runcomet-{name}", env=env))
                 servers[-1].start()
             fanout = bench_fanout(servers, waiters, rounds)

@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench._common import (
     HOST,
+    ONE_ADDRESS,
     VENV_BIN,
     BenchError,
     LongPolls,
@@ -50,7 +51,7 @@ WARMUP_PARKED = 200
 
 def comet_server(app: str, *options: str) -> ServerProcess:
     """Our server on ``app`` (started by ``with``)."""
-    return ServerProcess(wsgi_app_argv(app, "--no-access-log", *options),
+    return ServerProcess(wsgi_app_argv(app, "--no-access-log", *ONE_ADDRESS, *options),
                          name=f"comet-{app.rsplit(':', 1)[-1]}")
 
 

@@ -46,6 +46,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench._common import (  # noqa: E402  (after the sys.path line)
     HOST,
+    ONE_ADDRESS,
     BenchError,
     ServerError,
     ServerProcess,
@@ -505,7 +506,8 @@ def bench_slow(target: Target, streams: int, size: int, messages: int,
 def serve(app: App) -> Iterator[Target]:
     """The server of ``app``: the plain bench app, or the chat on a fresh database."""
     if app is PLAIN:
-        with ServerProcess(wsgi_app_argv("bench.apps:comet", "--no-access-log"),
+        with ServerProcess(wsgi_app_argv("bench.apps:comet", "--no-access-log",
+                                         *ONE_ADDRESS),
                            name="comet-sse") as server:
             yield Target(server, app)
         return
@@ -515,7 +517,7 @@ def serve(app: App) -> Iterator[Target]:
                "DJANGO_SETTINGS_MODULE": "chatsite.settings", "PYTHONUNBUFFERED": "1"}
         env.pop("COMET_BROKER", None)  # one process: the in-process hub
         manage("migrate", "--noinput", env=env)
-        with ServerProcess(runcomet_argv("--no-access-log"), name="runcomet",
+        with ServerProcess(runcomet_argv("--no-access-log", *ONE_ADDRESS), name="runcomet",
                            env=env) as server:
             chat = ChatClient(server.port)
             setup_room(chat, ROOM, "bench_sse.py")

@@ -189,27 +189,30 @@ def test_moderation_and_stream_lifetimes_over_sse(short_lived_streams: ChatServe
 # X-Accel-Buffering: no is ignored and the stream is gzipped.  (Observed with Debian's
 # nginx 1.22: proxy_buffering on alone still passes each event on as it arrives; gzip,
 # the usual culprit in the field, holds the headers and events until its buffer fills.)
-BUFFERING_CONF = nginx.CONF.replace(
-    "        location ~ ^/(rooms/",
-    """        location ~ /events$ {{
-            proxy_pass http://chat;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_buffering on;
-            proxy_ignore_headers X-Accel-Buffering;
-            gzip on;
-            gzip_types text/event-stream;
-        }}
-        location ~ ^/(rooms/""", 1,
-).replace("proxy_set_header Host $host;", "proxy_set_header Host $http_host;")
-
-
-assert BUFFERING_CONF.count("location ~ /events$") == 1, "nginx.CONF changed shape"
+BUFFERED_LOCATION = """\
+    location ~ /events$ {
+        proxy_pass http://chat;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+        proxy_buffering on;
+        proxy_ignore_headers X-Accel-Buffering;
+        gzip on;
+        gzip_types text/event-stream;
+    }
+"""
 
 
 class BufferingNginx(Nginx):
-    conf_template = BUFFERING_CONF
+    """docs/deployment.md's nginx with a location in front of it that buffers and
+    gzips the event streams."""
+
+    def conf(self) -> str:
+        documented = super().conf()
+        marker = "    location ~ ^/(rooms/"
+        assert documented.count(marker) == 1, "the documented nginx block changed shape"
+        return documented.replace(marker, BUFFERED_LOCATION + marker, 1).replace(
+            "proxy_set_header Host $host;", "proxy_set_header Host $http_host;")
 
 
 @pytest.fixture

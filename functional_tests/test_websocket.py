@@ -1,7 +1,7 @@
 """The chat over Chromium's own WebSocket: two browsers talk over their sockets (posts
 and typing go over them too), the server is killed and restarted mid-conversation
 and a message posted meanwhile shows once; behind an nginx that does not pass the
-Upgrade (README's configuration before its ``map $http_upgrade`` lines) the page
+Upgrade (docs/deployment.md's configuration without the ``map $http_upgrade`` lines) the page
 falls back to the event stream and still shows every message once.
 """
 
@@ -73,11 +73,13 @@ def test_two_browsers_chat_over_websocket_through_a_server_kill(
 
 
 class PlainNginx(Nginx):
-    """nginx as README configured it before WebSockets (no Upgrade passed on), with
-    the browser's Host and port kept (the pages post forms: CSRF checks the origin)."""
+    """docs/deployment.md's nginx without the WebSocket lines (no Upgrade passed on),
+    with the browser's Host and port kept (the pages post forms: CSRF checks the
+    origin)."""
 
-    conf_template = nginx.CONF.replace("proxy_set_header Host $host;",
-                                       "proxy_set_header Host $http_host;")
+    def conf(self) -> str:
+        return nginx.without_websocket(super().conf()).replace(
+            "proxy_set_header Host $host;", "proxy_set_header Host $http_host;")
 
 
 @pytest.fixture
@@ -115,11 +117,12 @@ def test_behind_a_proxy_without_upgrade_the_page_falls_back_to_sse(
 
 
 class UpgradingNginx(Nginx):
-    """nginx with docs/websocket.md's ``map $http_upgrade`` lines (Host and port kept,
-    as ``PlainNginx``)."""
+    """docs/deployment.md's nginx with docs/websocket.md's ``map $http_upgrade`` lines
+    (Host and port kept, as ``PlainNginx``)."""
 
-    conf_template = nginx.WEBSOCKET_CONF.replace("proxy_set_header Host $host;",
-                                                 "proxy_set_header Host $http_host;")
+    def conf(self) -> str:
+        return nginx.with_websocket(super().conf()).replace(
+            "proxy_set_header Host $host;", "proxy_set_header Host $http_host;")
 
 
 def test_through_nginx_with_the_upgrade_lines_the_page_stays_on_websocket(

@@ -39,7 +39,8 @@ def test_every_setting_is_read_from_the_environment() -> None:
              "CHAT_STREAM_LIFETIME": "120", "CHAT_STREAM_FIRST_EVENT_SECONDS": "2",
              "CHAT_RATE_POST_SESSION": "3/5", "CHAT_RATE_POST_ADDRESS": "4/5",
              "CHAT_RATE_ROOM_ADDRESS": "1/60", "CHAT_RATE_NAME_SESSION": "2/60",
-             "CHAT_RATE_TYPING_SESSION": "9/60", "CHAT_MAX_ROOMS_PER_USER": "3",
+             "CHAT_RATE_TYPING_SESSION": "9/60", "CHAT_RATE_TYPING_ADDRESS": "19/60",
+             "CHAT_MAX_ROOMS_PER_USER": "3",
              "CHAT_GUESTS": "off", "CHAT_GUEST_NAME_SECONDS": "60"}
     assert set(given) == {spec.name for spec in conf.SETTINGS}  # every one is tried
     done = run(given)

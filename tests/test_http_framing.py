@@ -2,7 +2,7 @@
 
 One table: each hostile (or borderline-valid) request, what a real ``runcomet``
 answers to it directly, and what a client gets when it goes through Debian's nginx
-configured as README.md's Production section says.
+configured as docs/deployment.md says.
 
 Directly, every request is sent with ``GET /hello`` pipelined behind it in the same
 write and the connection is read until EOF: a refused request gets exactly one
@@ -46,7 +46,7 @@ def framing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
 @pytest.fixture(scope="module")
 def proxy(framing: ServerProcess,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[nginx.Nginx]:
-    """nginx in front of ``framing`` with README.md's proxy configuration."""
+    """nginx in front of ``framing`` with docs/deployment.md's proxy configuration."""
     if not nginx.available():
         pytest.skip(f"{nginx.NGINX} is not installed")
     front = nginx.Nginx(tmp_path_factory.mktemp("nginx"), framing.port).start()

@@ -96,6 +96,41 @@ def test_signup_refuses_a_name_a_guest_holds_and_a_username_in_another_case(alic
     assert get_user_model().objects.count() == 1
 
 
+def test_a_guest_may_sign_up_under_their_own_guest_name():
+    """The name moves from the guest session to the account."""
+    zoe = guest("Zoe")
+    assert post(zoe, "as a guest").status_code == 201
+    response = zoe.post("/accounts/signup/", {
+        "username": "Zoe", "password1": "a-Long-pass-4242", "password2": "a-Long-pass-4242"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert post(zoe, "as a member").json()["author"] == "Zoe"
+    assert not GuestName.objects.exists()
+    assert post(Client(), "me too", nick="zoe").status_code == 409  # an account's now
+
+
+@pytest.mark.parametrize("nick", ["Z͓͔͕͑͒o͖͙͗͘e",
+                                  "́ann", "a⃝⃝⃝⃝"])
+def test_zalgo_names_are_400(nick):
+    response = post(Client(), "hi", nick=nick)
+    assert response.status_code == 400
+    assert "accent" in response.json()["error"]
+
+
+@pytest.mark.parametrize("nick", ["Nguyễn", "กิ่", "שָׁ",
+                                  "Zöé", "अनिल"])
+def test_names_with_the_marks_real_scripts_use_are_fine(nick):
+    assert post(Client(), "hi", nick=nick).status_code == 201, nick
+
+
+def test_presence_is_sorted_whatever_the_case():
+    from chatsite.rooms import presence
+
+    room = Room.objects.get(slug="lobby")
+    for nick in ("bob", "Cat", "ann", "Dan"):
+        presence.touch(room, nick)
+    assert presence.present_nicks(room.id) == ["ann", "bob", "Cat", "Dan"]
+
+
 def test_login_logout_and_password_change(alice):
     client = Client()
     assert 'id="nav-login"' in client.get("/").content.decode()

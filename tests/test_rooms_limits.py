@@ -98,6 +98,20 @@ def test_name_changes_and_typing_are_limited(settings):
     assert_limited(client.post("/rooms/lobby/typing"))
 
 
+def test_typing_is_limited_per_address_across_sessions(settings):
+    """A script with a fresh session per request is limited by its address."""
+    settings.CHAT_RATE_TYPING_ADDRESS = "3/60"
+    statuses = []
+    for i in range(5):
+        client = Client()
+        assert client.post("/rooms/lobby/nick", {"nick": f"t{i}"}).status_code == 302
+        statuses.append(client.post("/rooms/lobby/typing").status_code)
+    assert statuses == [204, 204, 204, 429, 429]
+    other = Client(REMOTE_ADDR="192.0.2.77")  # another address is not
+    assert other.post("/rooms/lobby/nick", {"nick": "other"}).status_code == 302
+    assert other.post("/rooms/lobby/typing").status_code == 204
+
+
 def test_a_malformed_rate_setting_names_itself(settings):
     settings.CHAT_RATE_POST_SESSION = "ten per second"
     with pytest.raises(ValueError, match="CHAT_RATE_POST_SESSION"):

@@ -133,3 +133,35 @@ def test_validated_post_and_chunked_post_are_clean(validated: ServerProcess) -> 
     environ, _ = validated_echo(validated, b"GET / HTTP/1.0\r\n\r\n")
     assert environ["SERVER_PROTOCOL"] == "HTTP/1.0"
     assert_validator_clean(validated)
+
+
+def test_an_absolute_form_target_names_the_host(comet: ServerProcess) -> None:
+    """RFC 9112 §3.2.2: the target's authority wins over Host (ALLOWED_HOSTS then
+    judges the host the request really asked for)."""
+    raw = (b"GET http://chat.example.org:8080/echo?x=1 HTTP/1.1\r\nHost: other.example\r\n"
+           b"Connection: close\r\n\r\n")
+    answer, _ = echo_meta(comet, raw)
+    assert answer["meta"]["HTTP_HOST"] == "chat.example.org:8080"
+    assert answer["meta"]["PATH_INFO"] == "/echo"
+    assert answer["get"] == {"x": "1"}
+
+
+def test_an_absolute_form_target_without_a_host_is_refused(comet: ServerProcess) -> None:
+    raw = b"GET http:///echo HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert exchange(comet.port, raw)[0].status == 400
+
+
+def test_untrusted_forwarding_headers_never_reach_the_application(
+        comet: ServerProcess) -> None:
+    """Django trusts X-Forwarded-Proto for is_secure(): from a peer that is not a
+    trusted proxy the forwarding headers are removed, and the scheme stays http."""
+    raw = build_request("GET", "/echo", headers=[
+        ("X-Forwarded-Proto", "https"), ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Host", "evil.example"), ("Forwarded", "for=203.0.113.7;proto=https"),
+        ("X-Real-IP", "203.0.113.7"), ("X-Plain", "kept")])
+    meta = echo_meta(comet, raw)[0]["meta"]
+    assert meta["HTTP_X_PLAIN"] == "kept"
+    assert not {"HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST",
+                "HTTP_FORWARDED", "HTTP_X_REAL_IP"} & meta.keys()
+    assert meta["wsgi.url_scheme"] == "http"
+    assert meta["REMOTE_ADDR"] == "127.0.0.1"

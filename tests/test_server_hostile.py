@@ -125,7 +125,7 @@ def test_a_body_below_the_minimum_rate_is_cut(start_server) -> None:
 def test_at_the_connection_cap_the_listener_pauses_and_resumes(start_server) -> None:
     """With --max-connections N, the N+1th client waits in the backlog (no busy loop, no
     error) and is served as soon as one of the N closes."""
-    server = start_server("--max-connections", "20")
+    server = start_server("--max-connections", "20", "--max-connections-per-client", "0")
     held = [connect(server.port) for _ in range(20)]
     for sock in held:  # all twenty accepted and served
         sock.sendall(build_request("GET", "/hello"))
@@ -197,6 +197,62 @@ def test_an_untrusted_peer_cannot_name_another_client(start_server) -> None:
     with connect(server.port) as sock, sock.makefile("rb") as reader:
         sock.sendall(build_request("GET", "/echo", headers={"X-Forwarded-For": "203.0.113.7"}))
         assert read_response(reader).json()["meta"]["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_a_trusted_proxy_names_the_scheme(start_server) -> None:
+    server = start_server("--forwarded-allow-ips", "127.0.0.1")
+    with connect(server.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("GET", "/echo", headers={
+            "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}))
+        meta = read_response(reader).json()["meta"]
+    assert meta["wsgi.url_scheme"] == "https"
+    assert meta["REMOTE_ADDR"] == "203.0.113.9"
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/_comet/stats"])
+def test_forwarding_headers_from_an_untrusted_peer_are_never_loopback(start_server,
+                                                                      path: str) -> None:
+    """Fail closed: behind a proxy on the same machine whose operator forgot
+    --forwarded-allow-ips, the proxy's loopback address must not open the operator's
+    endpoints to the world."""
+    server = start_server()
+    with connect(server.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("GET", path, headers={"X-Forwarded-For": "203.0.113.9"}))
+        assert read_response(reader).status == 403
+    with connect(server.port) as sock, sock.makefile("rb") as reader:
+        sock.sendall(build_request("GET", path))
+        assert read_response(reader).status == 200  # a loopback client without them
+
+
+def test_one_address_cannot_hold_every_connection_by_default(start_server) -> None:
+    """With no option given, one address past the per-client default gets 503 while
+    another address is still served; the default shows in the stats' caps."""
+    server = start_server("--no-access-log")
+    cap = server.stats()["caps"]["max_connections_per_client"]
+    assert 1000 <= cap <= 4096
+    held = []
+    for _ in range(cap):
+        held.append(connect(server.port, source="127.0.0.2"))
+    server.wait_stats(lambda s: s["connections"] >= cap, timeout=20,
+                      message=f"{cap} connections from 127.0.0.2")
+    with connect(server.port, source="127.0.0.2") as extra, extra.makefile("rb") as reader:
+        assert read_response(reader).status == 503
+    with connect(server.port, source="127.0.0.3") as other, other.makefile("rb") as reader:
+        other.sendall(build_request("GET", "/hello"))
+        assert read_response(reader).status == 200
+    for sock in held:
+        sock.close()
+
+
+def test_an_http09_request_line_is_refused_at_once(start_server) -> None:
+    """``GET /`` and a line end: HTTP/0.9, answered 400 and closed at once, not held
+    until the head deadline."""
+    server = start_server("--head-timeout", "10")
+    for line in (b"GET /\r\n", b"GET /hello\n"):
+        with connect(server.port, timeout=3) as sock, sock.makefile("rb") as reader:
+            sock.sendall(line)
+            assert read_response(reader).status == 400
+            assert is_closed(sock, timeout=1)
 
 
 def test_out_of_descriptors_the_server_rests_instead_of_spinning(tmp_path: Path) -> None:
@@ -281,7 +337,7 @@ def test_drain_answers_thousands_of_parked_polls_and_ends_streams(start_server) 
     """SIGTERM: every parked long-poll gets a complete answer (as its client sees it), an
     open stream ends with its last chunk, the process exits 0 promptly."""
     count = 3000
-    server = start_server("--no-access-log")
+    server = start_server("--no-access-log", "--max-connections-per-client", "0")
     polls = [connect(server.port) for _ in range(count)]
     request = build_request("GET", "/wait/drain?after=0&timeout=60")
     for sock in polls:

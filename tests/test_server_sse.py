@@ -440,7 +440,7 @@ def test_a_request_pipelined_behind_a_stream_is_served_after_it(comet: ServerPro
 
 
 def test_through_nginx_events_arrive_at_once(comet: ServerProcess, tmp_path: Path) -> None:
-    """Behind README's nginx (here its ``location /``, which buffers proxied
+    """Behind docs/deployment.md's nginx (here its ``location /``, which buffers proxied
     responses), the stream's head, each event and the end of the stream reach the
     client as they are written.  (Debian's nginx 1.22 passed them on at once even
     without X-Accel-Buffering, so this does not prove that header is needed.)"""

@@ -304,17 +304,24 @@ def test_a_drain_closes_every_socket_with_1001(start_server: StartServer) -> Non
 
 
 class UpgradingNginx(nginx.Nginx):
-    conf_template = nginx.WEBSOCKET_CONF
+    def conf(self) -> str:
+        return nginx.with_websocket(super().conf())
+
+
+class PlainNginx(nginx.Nginx):
+    def conf(self) -> str:
+        return nginx.without_websocket(super().conf())
 
 
 def test_through_nginx_with_the_upgrade_lines(comet: ServerProcess, tmp_path) -> None:
     """With docs/websocket.md's ``map $http_upgrade`` lines nginx passes the handshake
     on; without them (README's configuration so far) the Upgrade is dropped and the
-    socket URL answers 400, so a page falls back to its event stream."""
+    socket URL answers 400, so a page falls back to its event stream (the documented
+    configuration, docs/deployment.md's, either way: with the lines added or taken out)."""
     if not nginx.available():
         pytest.skip("nginx is not installed")
     upgrading = UpgradingNginx(tmp_path / "upgrading", comet.port).start()
-    plain = nginx.Nginx(tmp_path / "plain", comet.port).start()
+    plain = PlainNginx(tmp_path / "plain", comet.port).start()
     try:
         with connect(f"ws://127.0.0.1:{upgrading.port}/demo/echo", open_timeout=10) as client:
             client.send("through nginx")

@@ -8,6 +8,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from chatsite.accounts.forms import SignUpForm
+from chatsite.rooms import names
 
 
 def _next(request: HttpRequest) -> str:
@@ -21,7 +22,8 @@ def _next(request: HttpRequest) -> str:
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     """Create an account and sign in with it."""
-    form = SignUpForm(request.POST if request.method == "POST" else None)
+    form = SignUpForm(request.POST if request.method == "POST" else None,
+                      guest_session=names.holder(request))
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")

@@ -49,6 +49,9 @@ SETTINGS: tuple[ChatSetting, ...] = (
     ChatSetting("CHAT_RATE_NAME_SESSION", "5/60", "rate", "guest name changes per session"),
     ChatSetting("CHAT_RATE_TYPING_SESSION", "60/60", "rate",
                 "typing signals per session (the page sends one every 2.5 s at most)"),
+    ChatSetting("CHAT_RATE_TYPING_ADDRESS", "120/10", "rate",
+                "typing signals per client address (a script with many sessions meets it; "
+                "people behind one NAT typing at once do not)"),
     ChatSetting("CHAT_MAX_ROOMS_PER_USER", 20, "int",
                 "rooms one account may own (a form error)", minimum=0),
     ChatSetting("CHAT_GUESTS", True, "flag", "guests may post (0: accounts only)"),
@@ -125,6 +128,7 @@ RATES = {
     "room-address": "CHAT_RATE_ROOM_ADDRESS",
     "name-session": "CHAT_RATE_NAME_SESSION",
     "typing-session": "CHAT_RATE_TYPING_SESSION",
+    "typing-address": "CHAT_RATE_TYPING_ADDRESS",
 }
 
 

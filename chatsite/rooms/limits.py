@@ -104,4 +104,7 @@ def check_name_change(request: HttpRequest) -> Limited | None:
 
 
 def check_typing(request: HttpRequest) -> Limited | None:
-    return hit("typing-session", visitor(request), "typing signals")
+    """Typing: per visitor, and per address (a script with many sessions)."""
+    return (hit("typing-session", visitor(request), "typing signals")
+            or hit("typing-address", client_address(request), "typing signals from your "
+                   "address"))

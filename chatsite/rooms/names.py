@@ -87,6 +87,12 @@ def claim(request: HttpRequest, value: str | None) -> str:
     return nick
 
 
+def holder(request: HttpRequest) -> str | None:
+    """The session key this visitor's guest name is held by, if any (so signing up
+    under one's own guest name is allowed: the name moves to the account)."""
+    return request.session.get(_HOLDER) or request.session.session_key
+
+
 def keep_alive(request: HttpRequest, nick: str) -> None:
     """Refresh this guest's reservation, at most every ``TOUCH_EVERY`` seconds (the
     time is kept in the session: a poll costs no query when nothing is due)."""

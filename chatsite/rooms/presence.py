@@ -37,6 +37,7 @@ from django.utils import timezone
 from chatsite.rooms.conf import presence_seconds
 from chatsite.rooms.events import LOBBY, Signal, room_channel
 from chatsite.rooms.models import Presence, Room
+from chatsite.rooms.validation import name_key
 from comet_server import publish
 
 TOUCH_EVERY = 10.0  # seconds; must stay well below presence_seconds() - poll timeout
@@ -64,9 +65,11 @@ def leave(room: Room, nick: str) -> bool:
 
 
 def present_nicks(room_id: int) -> list[str]:
-    """The nicks present in a room, sorted as people read ("anna" before "Eve")."""
-    nicks = Presence.objects.filter(room_id=room_id, last_seen__gte=_cutoff())
-    return sorted(nicks.values_list("nick", flat=True), key=lambda nick: (nick.casefold(), nick))
+    """The nicks present in a room, sorted as people read them ("bob" between "Ann"
+    and "Cat"; case-folded, whatever the database's collation)."""
+    nicks = Presence.objects.filter(room_id=room_id, last_seen__gte=_cutoff()) \
+        .values_list("nick", flat=True)
+    return sorted(nicks, key=lambda nick: (name_key(nick), nick))
 
 
 def present_counts() -> dict[int, int]:
@@ -77,9 +80,10 @@ def present_counts() -> dict[int, int]:
 
 
 def signal(room: Room) -> None:
-    """Wake the room's and the lobby's pages: the list of people changed."""
-    publish(room_channel(room.slug), {"type": Signal.PRESENCE})
-    publish(LOBBY, {"type": Signal.PRESENCE, "room": room.slug})
+    """Wake the room's and the lobby's pages: the list of people changed.  A signal
+    that coalesces: long-polls get a window's presence changes together."""
+    publish(room_channel(room.slug), {"type": Signal.PRESENCE}, coalesce=True)
+    publish(LOBBY, {"type": Signal.PRESENCE, "room": room.slug}, coalesce=True)
 
 
 class Leases:

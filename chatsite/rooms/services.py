@@ -58,10 +58,12 @@ def signal_typing(room: Room, nick: str) -> None:
     """Tell the room ``nick`` is typing (a signal: not replayed, not stored).
 
     Coalesced: a nick's repeats within ``TYPING_EVERY`` seconds publish nothing
-    (pages show a typist for 4 s and repeat every 2.5 s while typing).
+    (pages show a typist for 4 s and repeat every 2.5 s while typing), and the
+    room's long-polls get a signal window's typists together (runcomet
+    ``--signal-window``).
     """
     if typing_throttle.allow((room.pk, nick)):
-        publish(room_channel(room.slug), {"type": Signal.TYPING, "nick": nick})
+        publish(room_channel(room.slug), {"type": Signal.TYPING, "nick": nick}, coalesce=True)
 
 
 def announce_room(room: Room) -> None:

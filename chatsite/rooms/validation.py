@@ -20,11 +20,29 @@ def is_control(char: str) -> bool:
 # controls that make "adm\u200bin" look like "admin"), unassigned (Cn), surrogates
 # (Cs), private use (Co), line and paragraph separators (Zl, Zp).
 _NAME_REFUSED = {"Cc", "Cf", "Cn", "Cs", "Co", "Zl", "Zp"}
+# Combining marks one character of a name may carry: enough for real scripts (Thai
+# vowel and tone marks, Hebrew points, Vietnamese after NFKC), not for "Zalgo" text
+# whose stacked marks spill over the lines around it.
+MAX_MARKS = 3
+_MARKS = {"Mn", "Me"}
+
+
+def _too_many_marks(nick: str) -> bool:
+    run = 0
+    for index, char in enumerate(nick):
+        if unicodedata.category(char) in _MARKS:
+            run += 1
+            if index == 0 or run > MAX_MARKS:
+                return True
+        else:
+            run = 0
+    return False
 
 
 def clean_nick(value: str | None) -> str:
     """A display name: NFKC-normalised, trimmed, 1-40 characters, none of them
-    control, format, unassigned or private-use characters."""
+    control, format, unassigned or private-use characters, and at most ``MAX_MARKS``
+    combining marks on one character."""
     nick = unicodedata.normalize("NFKC", value or "").strip()
     if not nick:
         raise ValueError("Please choose a name.")
@@ -34,6 +52,9 @@ def clean_nick(value: str | None) -> str:
         raise ValueError("Names cannot contain control characters.")
     if any(unicodedata.category(c) in _NAME_REFUSED for c in nick):
         raise ValueError("Names cannot contain invisible, formatting or unassigned characters.")
+    if _too_many_marks(nick):
+        raise ValueError(f"Names cannot start with an accent or stack more than {MAX_MARKS} "
+                         "on one letter.")
     return nick
 
 

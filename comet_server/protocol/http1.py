@@ -160,6 +160,13 @@ class RequestReader:
                 body_before = self.body_size
                 parser.feed_data(piece)
                 pos += len(piece)
+                if self.in_head and not self.queue and b"\n" in piece.lstrip(b"\r\n") \
+                        and parser.get_http_version() == "0.0":
+                    # A line ended in the head and still no version: "GET /" and a
+                    # line end is HTTP/0.9, which llhttp would wait on (for headers
+                    # that never come) until the head deadline.  (A valid request
+                    # line has its version parsed before its line end.)
+                    raise ProtocolError(400, "Bad Request")
                 # Bytes llhttp buffers for us before a callback (a header still coming,
                 # a trailer) are bounded here, counting whole pieces that began inside
                 # the head or body (the piece a head starts in is not counted: the
@@ -265,8 +272,8 @@ class RequestReader:
         if version == (1, 1) and self.host_count != 1 or self.host_count > 1:
             raise ProtocolError(400, "Bad Request")
         target = b"".join(self.url)
-        if not (target[:1] == b"/" or target.startswith((b"http://", b"https://"))
-                or target == b"*"):
+        if not (target[:1] == b"/" or target == b"*"
+                or target.startswith((b"http://", b"https://")) and authority(target)):
             raise ProtocolError(400, "Bad Request")
         coding = self.transfer_encoding
         has_body = False
@@ -309,6 +316,15 @@ class RequestReader:
         ))
         self.url = []
         self.state = ReadState.BETWEEN
+
+
+def authority(target: bytes) -> bytes:
+    """The host (and port) of an absolute-form target, which RFC 9112 §3.2.2 puts
+    before any ``Host`` header; empty when there is none (a 400)."""
+    rest = target.partition(b"://")[2]
+    for stop in (b"/", b"?", b"#"):
+        rest = rest.partition(stop)[0]
+    return rest.rpartition(b"@")[2]
 
 
 # -- responses ----------------------------------------------------------------------

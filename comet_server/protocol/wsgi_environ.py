@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
+from comet_server.protocol.http1 import authority
+
 # Headers that are not turned into HTTP_* keys.
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
 _PROTOCOLS = {(1, 1): "HTTP/1.1", (1, 0): "HTTP/1.0"}
@@ -92,6 +94,9 @@ def build_environ(
             environ[key] = environ[key] + separator + value
         else:
             environ[key] = value
+    if target[:1] != b"/" and target.startswith((b"http://", b"https://")):
+        # RFC 9112 §3.2.2: an absolute-form target's authority wins over Host.
+        environ["HTTP_HOST"] = authority(target).decode("latin-1")
     body = b""
     if "CONTENT_LENGTH" in environ or environ.pop("HTTP_TRANSFER_ENCODING", None):
         body = read_body()

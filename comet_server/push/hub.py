@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Scheduler = Callable[[Callable[[], None]], object]
+Timers = Callable[[float, Callable[[], None]], object]  # call_later(seconds, fn)
+HELD_SIGNALS = 256  # signals a channel holds for its window at most (the latest kept)
 FAN_OUT_SLICE = 500  # at most this many waiters woken per loop turn...
 FAN_OUT_SLICE_SECONDS = 0.02  # ...and no more once a slice has worked this long
 
@@ -128,6 +130,11 @@ class Hub:
         # server's fan-out histogram); once per fan-out, never per waiter.
         self.on_fanout: Callable[[float], None] | None = None
         self._pending_since = 0.0
+        # Signal windows (set_signal_window): per channel with an open window, the
+        # coalescing signals held for its parked long-polls until the window ends.
+        self._signal_window = 0.0
+        self._timers: Timers | None = None
+        self._held: dict[str, deque[Event]] = {}
 
     # -- configuration -------------------------------------------------------------
 
@@ -142,6 +149,21 @@ class Hub:
             self._scheduler = scheduler
             self._after_io = after_io or scheduler
             self._dispatch_scheduled = False
+            self._held.clear()  # their timers were the old loop's
+
+    def set_signal_window(self, seconds: float, call_later: Timers | None) -> None:
+        """Coalesce signals for long-polls: a signal published with ``coalesce`` wakes
+        the parked long-polls of a quiet channel at once, then opens a window of
+        ``seconds`` on it; the coalescing signals of the window are held and wake the
+        long-polls once, together, when it ends (and open the next window).  Any other
+        event wakes them at once, carrying the held signals with it.  Followers (event
+        streams) get every event at once.  A long-poll answered costs its client a new
+        request; a stream frame costs microseconds.  ``call_later(seconds, fn)`` runs
+        on the loop that runs the wake-ups; 0 seconds or no ``call_later``: off."""
+        with self._lock:
+            self._signal_window = seconds if call_later is not None else 0.0
+            self._timers = call_later
+            self._held.clear()
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` at the server loop's next turn, or at once without a server."""
@@ -153,13 +175,18 @@ class Hub:
 
     # -- publishing ----------------------------------------------------------------
 
-    def publish(self, channel: str, payload: Any = None, cursor: int | None = None) -> Event:
-        """Publish ``payload`` on ``channel``; through the broker when there is one."""
+    def publish(self, channel: str, payload: Any = None, cursor: int | None = None, *,
+                coalesce: bool = False) -> Event:
+        """Publish ``payload`` on ``channel``; through the broker when there is one.
+        ``coalesce``: a signal (no cursor) whose wake-up of parked long-polls may wait
+        for the signal window (typing, presence), see ``set_signal_window``."""
         if not isinstance(channel, str) or not channel:
             raise ValueError("channel must be a non-empty string")
         if cursor is not None and not isinstance(cursor, int):
             raise TypeError("cursor must be an int or None")
-        event = Event(channel, payload, cursor)
+        if coalesce and cursor is not None:
+            raise ValueError("only a signal (no cursor) may coalesce")
+        event = Event(channel, payload, cursor, coalesce)
         event.to_json()  # fail here, in the publisher, if the payload is not JSON-able
         self.published_total += 1
         if self.broker is not None:
@@ -206,11 +233,61 @@ class Hub:
             for job in jobs:
                 job.append(since)  # for the fan-out histogram once the batch is out
             hand_out = self._queue_follow(jobs) if jobs else False
-            ready = self._match_pending(by_channel, memo)
+            opened: list[str] = []
+            if self._signal_window > 0 and self._scheduler is not None:
+                by_channel = self._hold_signals(by_channel, opened)
+            ready = self._match_pending(by_channel, memo) if by_channel else []
+        for channel in opened:
+            self._open_window(channel)
         if hand_out:
             self._follow_slice()
         if ready:
             self._wake_slice(ready, 0, since)
+
+    def _hold_signals(self, by_channel: dict[str, list[Event]],
+                      opened: list[str]) -> dict[str, list[Event]]:
+        """What of this dispatch wakes long-polls now (under the lock): coalescing
+        signals on a channel whose window is open are held; on a quiet channel they
+        go now and a window opens (its channel is added to ``opened``); any other
+        event goes now with the held ones before it."""
+        now: dict[str, list[Event]] = {}
+        for channel, events in by_channel.items():
+            held = self._held.get(channel)
+            if all(event.coalesce for event in events):
+                if held is None:
+                    self._held[channel] = deque(maxlen=HELD_SIGNALS)
+                    opened.append(channel)
+                    now[channel] = events
+                else:
+                    held.extend(events)
+            elif held:
+                now[channel] = [*held, *events]
+                held.clear()
+            else:
+                now[channel] = events
+        return now
+
+    def _open_window(self, channel: str) -> None:
+        timers = self._timers
+        if timers is not None:
+            timers(self._signal_window, lambda: self._end_window(channel))
+
+    def _end_window(self, channel: str) -> None:
+        """A channel's window ended: its held signals wake its long-polls, together,
+        and the next window opens; a window that held nothing closes."""
+        with self._lock:
+            held = self._held.get(channel)
+            if held is None:
+                return  # closed meanwhile (set_scheduler, set_signal_window)
+            if not held:
+                del self._held[channel]
+                return
+            events = list(held)
+            held.clear()
+            ready = self._match_pending({channel: events}, {})
+        self._open_window(channel)
+        if ready:
+            self._wake_slice(ready, 0, time.perf_counter())
 
     def _match_followers(self, by_channel: dict[str, list[Event]],
                          memo: dict[Any, Any]) -> list[_FollowJob]:
@@ -493,6 +570,11 @@ class Hub:
         if ready:
             self.call_soon(lambda: self._wake_slice(ready, 0))
 
+    def signal_windows(self) -> int:
+        """How many channels have a signal window open (see ``set_signal_window``)."""
+        with self._lock:
+            return len(self._held)
+
     def waiting(self) -> int:
         with self._lock:
             return len({w for waiters in self._waiters.values() for w in waiters})
@@ -614,8 +696,10 @@ def set_hub(hub: Hub | None) -> None:
 _warned_unreachable = False
 
 
-def publish(channel: str, payload: Any = None, cursor: int | None = None) -> Event:
-    """Publish an event on ``channel`` through the process's hub.
+def publish(channel: str, payload: Any = None, cursor: int | None = None, *,
+            coalesce: bool = False) -> Event:
+    """Publish an event on ``channel`` through the process's hub (``coalesce``: a
+    signal whose wake-up of parked long-polls may wait, see ``Hub.set_signal_window``).
 
     A publish that can reach nobody (no ``COMET_BROKER``, no comet server running in
     this process, no waiter here on ``channel``: typically ``manage.py shell`` or a
@@ -623,7 +707,7 @@ def publish(channel: str, payload: Any = None, cursor: int | None = None) -> Eve
     """
     hub = get_hub()
     unreachable = not _warned_unreachable and _reaches_nobody(hub, channel)
-    event = hub.publish(channel, payload, cursor)  # a bad channel or payload raises first
+    event = hub.publish(channel, payload, cursor, coalesce=coalesce)  # bad input raises first
     if unreachable:
         _warn_unreachable(channel)
     return event

@@ -27,6 +27,8 @@ def option(default: Any, help: str, *, minimum: float | None = None,
 
 
 LOG_FORMATS = ("text", "json")
+# Connections one address may hold: a NAT of ~1000 tabs, a small part of the server.
+DEFAULT_PER_CLIENT = 2048
 
 
 def _log_format(text: str) -> str:
@@ -66,14 +68,19 @@ class ServerConfig:
     max_connections: int = option(0, "open connections per process; at the cap the "
                                   "listener pauses (0: the descriptor limit, raised to the "
                                   "hard limit at start, minus 1/8)", minimum=0)
-    max_connections_per_client: int = option(0, "open connections per client address, 503 "
-                                             "past it (0: no cap); behind a trusted proxy, "
-                                             "requests in flight per forwarded address",
-                                             minimum=0)
+    max_connections_per_client: int = option(
+        DEFAULT_PER_CLIENT, "open connections per client address, 503 past it (0: no cap; "
+        "never more than 3/4 of --max-connections); behind a trusted proxy, requests in "
+        "flight per forwarded address. The default serves a NAT of about a thousand "
+        "browser tabs (a stream or long-poll and a post each) and stops one address from "
+        "holding the server", minimum=0)
     forwarded_allow_ips: tuple[str, ...] = option((), "comma-separated proxy addresses "
-                                                  "whose X-Forwarded-For names the client "
-                                                  "(REMOTE_ADDR, the per-client cap)",
-                                                  parse=_addresses, shown="none")
+                                                  "whose X-Forwarded-For/-Proto (or "
+                                                  "Forwarded) name the client and scheme; "
+                                                  "from any other peer those headers are "
+                                                  "removed, and such a request is never a "
+                                                  "loopback one", parse=_addresses,
+                                                  shown="none")
     stream_lifetime: float = option(STREAM_LIFETIME, "seconds an event stream stays open "
                                     "(less up to 10%, so streams opened together do not "
                                     "end together); its client then reconnects and resumes, "
@@ -102,6 +109,12 @@ class ServerConfig:
                              "are served meanwhile)", minimum=1)
     slow_request: float = option(30.0, "seconds a request's application code may run "
                                  "before its thread's stack is logged (once)", minimum=0.1)
+    signal_window: float = option(2.0, "seconds a signal (typing, presence) may wait before "
+                                  "it wakes parked long-polls: the first wakes them at once, "
+                                  "the rest of the window's wake them once, together, at its "
+                                  "end; a message wakes them at once with the held signals "
+                                  "(event streams get every signal at once; 0: no waiting)",
+                                  minimum=0)
     shutdown_grace: float = option(5.0, "seconds a drain may take before the rest is "
                                    "closed", minimum=0)
     worker_timeout: float = option(30.0, "seconds a pre-fork worker may go without a "

@@ -13,7 +13,6 @@ Knows nothing of Django or chat.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from comet_server.loop import EventLoop
-from comet_server.protocol import http1, websocket
+from comet_server.protocol import forwarded, http1, websocket
 from comet_server.protocol.acceptor import Acceptor
 from comet_server.protocol.connection import ConnState, HTTPConnection
 from comet_server.protocol.responder import Responder
@@ -107,16 +106,16 @@ class CometServer:
         # Behind a trusted proxy the client is the one X-Forwarded-For names; the
         # per-client cap then counts its requests in flight (the proxy pools sockets).
         self.forwarded_allow = frozenset(cfg.forwarded_allow_ips)
-        self.max_per_client = cfg.max_connections_per_client
+        max_connections = cfg.max_connections or default_max_connections()
+        self.max_per_client = per_client_cap(cfg.max_connections_per_client, max_connections)
         self.proxied: dict[str, int] = {}
         self.pid = os.getpid()
         self._empty_delivery: Delivery | None = None
         self._base_environ = base_environ(server=self.server_address,
                                           multiprocess=cfg.multiprocess)
         self.acceptor = Acceptor(self.loop, sock, self._on_connection,
-                                 max_connections=cfg.max_connections
-                                 or default_max_connections(),
-                                 max_per_client=cfg.max_connections_per_client,
+                                 max_connections=max_connections,
+                                 max_per_client=self.max_per_client,
                                  proxies=frozenset(cfg.forwarded_allow_ips))
         hub.set_scheduler(self.loop.call_soon, lambda fn: self.loop.call_later(0, fn))
         # Application code runs on these threads; the loop applies what they make.
@@ -124,6 +123,7 @@ class CometServer:
         self.resumptions = Resumptions(self.loop, self.pool)
         if cfg.threads:
             self.loop.call_later(min(1.0, cfg.slow_request / 2), self._watch_slow)
+        hub.set_signal_window(cfg.signal_window, self.loop.call_later)
         # Metrics: four numbers a response on the request path, folded when read.
         self.metrics: ServerMetrics | None = None
         self.store = SnapshotStore(cfg.metrics_dir) if cfg.metrics_dir else None
@@ -135,7 +135,7 @@ class CometServer:
                                       self._write_snapshot if self.store else None)
             self.lag_probe.start()
         # The operator's paths, answered before the application.
-        self._internal: dict[bytes, Callable[[Exchange, str], None]] = {
+        self._internal: dict[bytes, Callable[[Exchange, forwarded.Client], None]] = {
             LIVE_PATH: self._answer_live, READY_PATH: self._answer_ready}
         if cfg.stats_path:
             self._internal[cfg.stats_path.encode()] = self._answer_stats
@@ -158,11 +158,6 @@ class CometServer:
 
     def serve(self, conn: HTTPConnection, request: http1.Request) -> None:
         """Serve one complete request (the connection reads no more meanwhile)."""
-        remote = conn.peer
-        if self.forwarded_allow and remote[0] in self.forwarded_allow:
-            forwarded = forwarded_client(request.headers, self.forwarded_allow)
-            if forwarded is not None:
-                remote = (forwarded, "")
         handshake = None
         if request.headers and websocket.is_upgrade(request):
             try:
@@ -174,30 +169,33 @@ class CometServer:
                 conn.refuse(error)
                 return
         self.requests_total += 1
-        exchange = Exchange(self, conn, request, remote[0])
+        client = forwarded.resolve(conn.peer, request.headers, self.forwarded_allow)
+        exchange = Exchange(self, conn, request, client.address)
         conn.begin(exchange)
-        if remote is not conn.peer and self.max_per_client:
-            if self.proxied.get(remote[0], 0) >= self.max_per_client:
+        if client.proxied and self.max_per_client:
+            if self.proxied.get(client.address, 0) >= self.max_per_client:
                 self.acceptor.hits["max_per_client"] += 1
                 exchange.start_response("503 Service Unavailable", [
                     ("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5")])
                 exchange.pending.append(b"too many requests from your address\n")
                 exchange.finish()
                 return
-            self.proxied[remote[0]] = self.proxied.get(remote[0], 0) + 1
+            self.proxied[client.address] = self.proxied.get(client.address, 0) + 1
             exchange.counted = True
         internal = self._internal.get(request.target.partition(b"?")[0])
         if internal is not None:
-            internal(exchange, remote[0])
+            internal(exchange, client)
             return
         body = request.body
         environ = build_environ(
             self._base_environ, method=request.method, target=request.target,
-            version=request.version, headers=request.headers, read_body=lambda: body,
-            remote=remote,
+            version=request.version, headers=client.headers, read_body=lambda: body,
+            remote=(client.address, client.port),
         )
         if handshake is not None:
             environ["comet.websocket"] = handshake
+        if client.scheme != "http":
+            environ["wsgi.url_scheme"] = client.scheme
         try:
             exchange.run(self.app, environ)
         except BaseException as exc:
@@ -266,6 +264,7 @@ class CometServer:
             "published_total": self.hub.published_total,
             "waiters": self.hub.waiting(),
             **self.pool_figures(),
+            "signal_windows_open": self.hub.signal_windows(),
             "caps": {
                 "max_connections": acceptor.max_connections,
                 "max_connections_per_client": acceptor.max_per_client,
@@ -276,6 +275,7 @@ class CometServer:
                 "keepalive_timeout_s": self.keepalive_timeout,
                 "max_stream_buffer": self.max_stream_buffer,
                 "max_queued": self.pool.queue_depth,
+                "signal_window_s": self.config.signal_window,
             },
             "cap_hits": dict(acceptor.hits),
             "accepting": not acceptor.paused and not acceptor.closed,
@@ -365,28 +365,29 @@ class CometServer:
         exchange.pending.append(body)
         exchange.finish()
 
-    def _private(self, exchange: Exchange, peer: str) -> bool:
-        """Refuse operational data to remote clients unless --stats-public."""
-        if self.config.stats_public or _is_loopback(peer):
+    def _private(self, exchange: Exchange, client: forwarded.Client) -> bool:
+        """Refuse operational data to remote clients unless --stats-public (a request
+        that claims a forward from an untrusted peer is never a loopback one)."""
+        if self.config.stats_public or client.loopback:
             return False
         self._answer(exchange, "403 Forbidden", b"for loopback clients only\n", "text/plain")
         return True
 
-    def _answer_stats(self, exchange: Exchange, peer: str) -> None:
-        if not self._private(exchange, peer):
+    def _answer_stats(self, exchange: Exchange, client: forwarded.Client) -> None:
+        if not self._private(exchange, client):
             self._answer(exchange, "200 OK", json.dumps(self.stats()).encode())
 
-    def _answer_metrics(self, exchange: Exchange, peer: str) -> None:
-        if not self._private(exchange, peer):
+    def _answer_metrics(self, exchange: Exchange, client: forwarded.Client) -> None:
+        if not self._private(exchange, client):
             body, content_type = exposition(self.worker_snapshots)
             self._answer(exchange, "200 OK", body, content_type)
 
-    def _answer_live(self, exchange: Exchange, peer: str) -> None:
+    def _answer_live(self, exchange: Exchange, client: forwarded.Client) -> None:
         """Answered from the loop: that it answers at all says the loop turns."""
         lag = self.metrics.last_lag if self.metrics is not None else None
         self._answer(exchange, "200 OK", json.dumps({"live": True, "loop_lag_s": lag}).encode())
 
-    def _answer_ready(self, exchange: Exchange, peer: str) -> None:
+    def _answer_ready(self, exchange: Exchange, client: forwarded.Client) -> None:
         reasons = self.readiness()
         status = "503 Service Unavailable" if reasons else "200 OK"
         self._answer(exchange, status,
@@ -478,27 +479,13 @@ class CometServer:
             self.loop.call_later(0, lambda: self._answer_slice(parked, index))
 
 
-def forwarded_client(headers: list[tuple[bytes, bytes]], trusted: frozenset[str]) -> str | None:
-    """The client a trusted proxy names in X-Forwarded-For: the rightmost address that
-    is not itself a trusted proxy (what is left of it the client could have forged)."""
-    hops: list[str] = []
-    for name, value in headers:
-        if len(name) == 15 and name.lower() == b"x-forwarded-for":
-            hops.extend(part.strip() for part in value.decode("latin-1").split(","))
-    for hop in reversed(hops):
-        if hop and hop not in trusted:
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return None  # garbage in the header: keep the proxy's own address
-    return None
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+def per_client_cap(configured: int, max_connections: int) -> int:
+    """The connections one address may hold: the option, but never more than three
+    quarters of the process's cap, so one address always leaves room for the others
+    (0: no cap)."""
+    if not configured:
+        return 0
+    return max(1, min(configured, max_connections - max_connections // 4))
 
 
 def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:

@@ -58,9 +58,12 @@ def build_request(method: str, target: str, *, version: str = "HTTP/1.1",
     return head.encode("latin-1") + b"\r\n" + body
 
 
-def connect(port: int, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> socket.socket:
-    """A blocking client socket with a generous timeout (a hang fails, not blocks)."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+def connect(port: int, host: str = "127.0.0.1", timeout: float = TIMEOUT,
+            source: str | None = None) -> socket.socket:
+    """A blocking client socket with a generous timeout (a hang fails, not blocks);
+    ``source``: the local address to connect from (``127.0.0.2``: another client)."""
+    sock = socket.create_connection((host, port), timeout=timeout,
+                                    source_address=None if source is None else (source, 0))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 

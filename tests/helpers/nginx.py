@@ -1,27 +1,31 @@
-"""Debian's nginx in front of a comet server, configured as README.md's Production
-section says (plain HTTP on a loopback port instead of 443 with TLS)."""
+"""Debian's nginx in front of a comet server, configured as docs/deployment.md says:
+its ``nginx`` block is read from the document itself (so the document cannot rot),
+with plain HTTP on loopback ports instead of 443 with TLS and this test's server as
+the only upstream."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
-from tests.helpers.proc import wait_until
+from tests.helpers.proc import ROOT, wait_until
 
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 STARTUP_TIMEOUT = 10.0
+DEPLOYMENT = ROOT / "docs" / "deployment.md"
 
-# The two location blocks of README.md's Production section, verbatim but for the
-# upstream's address and the listen line.
-CONF = """\
+# What the test adds around the documented lines (they go in nginx's http block).
+WRAPPER = """\
 {user}worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log info;
-events {{ worker_connections 256; }}
+events {{ worker_connections 1024; }}
 http {{
     access_log {tmp}/access.log;
     client_body_temp_path {tmp}/client_body;
@@ -29,53 +33,77 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    upstream chat {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location ~ ^/(rooms/.*/(updates|events)|rooms/(updates|events)|demo/) {{
-            proxy_pass http://chat;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_buffering off;
-            proxy_read_timeout 60s;
-        }}
-        location / {{
-            proxy_pass http://chat;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }}
-    }}
+{documented}
 }}
 """
 
 
-# The lines README's Production section gains for WebSockets (docs/websocket.md): the
-# Upgrade and Connection headers passed on for the socket URLs, and only for them.
+# docs/websocket.md's lines for WebSockets: the Upgrade and Connection headers passed
+# on for the socket URLs, and only for them (docs/deployment.md is to gain them).
 WEBSOCKET_MAP = """\
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        ''      '';
-    }}
+map $http_upgrade $connection_upgrade {
+    default upgrade;
+    ''      '';
+}
 """
 WEBSOCKET_LOCATION = """\
-        location ~ ^/(rooms/(.+/)?socket|demo/echo)$ {{
-            proxy_pass http://chat;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_buffering off;
-            proxy_read_timeout 75s;
-        }}
+    location ~ ^/(rooms/(.+/)?socket|demo/echo)$ {
+        proxy_pass http://chat;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_buffering off;
+        proxy_read_timeout 75s;
+    }
 """
-WEBSOCKET_CONF = CONF.replace("    upstream chat", WEBSOCKET_MAP + "    upstream chat", 1).replace(
-    "        location ~ ^/(rooms/", WEBSOCKET_LOCATION + "        location ~ ^/(rooms/", 1)
-assert WEBSOCKET_CONF.count("$connection_upgrade") == 2, "nginx.CONF changed shape"
+_FIRST_LOCATION = re.compile(r"^(\s*)location ", re.MULTILINE)
+
+
+def with_websocket(conf: str) -> str:
+    """``conf`` passing the Upgrade on for the socket URLs (as is when it does)."""
+    if "$connection_upgrade" in conf:
+        return conf
+    conf = conf.replace("upstream chat", WEBSOCKET_MAP + "upstream chat", 1)
+    first = _FIRST_LOCATION.search(conf)
+    if first is None:
+        raise AssertionError("no location in the nginx configuration")
+    return conf[:first.start()] + "\n" + WEBSOCKET_LOCATION + conf[first.start():]
+
+
+def without_websocket(conf: str) -> str:
+    """``conf`` with no Upgrade passed on (what nginx does without the map lines)."""
+    conf = re.sub(r"map \$http_upgrade \$connection_upgrade \{[^}]*\}\n?", "", conf)
+    return re.sub(r"\n?\s*location [^{]*socket[^{]*\{[^}]*\}\n?", "\n", conf)
+
+
+def documented_config(path: Path = DEPLOYMENT) -> str:
+    """The first ```nginx block of the deployment document, as written."""
+    match = re.search(r"^```nginx\n(.*?)^```", path.read_text(), re.MULTILINE | re.DOTALL)
+    if match is None:
+        raise AssertionError(f"{path} has no nginx block")
+    return match.group(1)
+
+
+def local_config(upstream: int, listen: Sequence[str]) -> str:
+    """The documented block with ``listen`` lines for ``host:port`` addresses (no TLS)
+    and ``127.0.0.1:upstream`` as the upstream's only server."""
+    text = documented_config()
+    lines, count = re.subn(r"^(\s*)listen [^;]*;.*$",
+                           lambda m: "\n".join(f"{m.group(1)}listen {a};" for a in listen),
+                           text, flags=re.MULTILINE)
+    if count != 1:
+        raise AssertionError(f"expected one listen line in the documented block, got {count}")
+
+    def one_server(match: re.Match[str]) -> str:
+        body = re.sub(r"server [^;{}]+;", "", match.group(2))
+        return f"{match.group(1)}server 127.0.0.1:{upstream}; {body.strip()} }}"
+
+    lines, count = re.subn(r"(upstream chat \{\s*)([^}]*)\}", one_server, lines)
+    if count != 1:
+        raise AssertionError("expected one `upstream chat` in the documented block")
+    return lines
 
 
 def available() -> bool:
@@ -98,25 +126,27 @@ def _accepts(port: int) -> bool:
 
 
 class Nginx:
-    """One nginx master (and one worker) proxying 127.0.0.1:``port`` to ``upstream``;
-    a subclass may set another ``conf_template`` (the placeholders of ``CONF``)."""
+    """One nginx master (and one worker) with the documented configuration, listening
+    on ``port`` of each of ``hosts`` and proxying to 127.0.0.1:``upstream``."""
 
-    conf_template = CONF
-
-    def __init__(self, tmp: Path, upstream: int) -> None:
+    def __init__(self, tmp: Path, upstream: int, hosts: Sequence[str] = ("127.0.0.1",)) -> None:
         self.tmp = tmp
         self.upstream = upstream
+        self.hosts = tuple(hosts)
         self.port = 0
         self.proc: subprocess.Popen | None = None
+
+    def conf(self) -> str:
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        documented = local_config(self.upstream, [f"{h}:{self.port}" for h in self.hosts])
+        return WRAPPER.format(user=user, tmp=self.tmp, documented=documented)
 
     def start(self) -> Nginx:
         self.tmp.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):  # the free port may be taken before nginx binds it
             self.port = free_port()
-            user = "user root;\n" if os.geteuid() == 0 else ""
             conf = self.tmp / "nginx.conf"
-            conf.write_text(self.conf_template.format(user=user, tmp=self.tmp,
-                                                      port=self.port, upstream=self.upstream))
+            conf.write_text(self.conf())
             with open(self.tmp / "nginx.stderr", "ab") as err:
                 self.proc = subprocess.Popen(
                     [NGINX, "-p", str(self.tmp), "-e", str(self.tmp / "error.log"),

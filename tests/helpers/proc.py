@@ -53,6 +53,7 @@ UNLIMITED_CHAT_ENV = {
     "CHAT_RATE_ROOM_ADDRESS": "1000000/1",
     "CHAT_RATE_NAME_SESSION": "1000000/1",
     "CHAT_RATE_TYPING_SESSION": "1000000/1",
+    "CHAT_RATE_TYPING_ADDRESS": "1000000/1",
     "CHAT_GUEST_NAME_SECONDS": "0",
 }
 # The shared Redis of the tests (never restarted by them; channels are made unique).
