@@ -125,14 +125,6 @@
      value: function (w) { return sum(w.cap_hits); }},
     {field: "lag", label: "loop lag", what: "lateness of the latest loop probe",
      value: function (w) { return ms(w.loop_lag_last_s); }},
-    {field: "threads", label: "threads busy",
-     what: "threads running application code / threads",
-     value: function (w) { return (w.threads_busy || 0) + "/" + (w.threads || 0); }},
-    {field: "queued", label: "queued", what: "jobs waiting for a thread (503s past the bound)",
-     value: function (w) {
-       return (w.queued || 0) + (w.queue_refused_total ? " (" + w.queue_refused_total +
-                                 " refused)" : "");
-     }},
     {field: "rss", label: "memory", what: "resident memory (RSS)",
      value: function (w) { return mib(w.rss_bytes); }},
     {field: "fds", label: "fds", what: "open file descriptors",
