@@ -4,7 +4,8 @@ Public API for views::
 
     from comet_server import publish, wait_for_events, event_stream, defer_in_time
 
-    ``ServerSentEvent`` and ``last_event_id`` go with ``event_stream``.
+    ``ServerSentEvent`` and ``last_event_id`` go with ``event_stream``; ``websocket``
+    accepts a WebSocket handshake (``comet_server.sockets``).
 
 The names are imported lazily so that the server core works without Django.
 """
@@ -37,6 +38,7 @@ __all__ = [
     "publish",
     "stream_events",
     "wait_for_events",
+    "websocket",
     "worker_metrics",
 ]
 
@@ -49,6 +51,10 @@ def __getattr__(name: str) -> Any:
         from comet_server.serving.runner import worker_metrics
 
         return worker_metrics
+    if name in ("websocket", "Socket"):
+        from comet_server import sockets
+
+        return getattr(sockets, name)
     if name in _DJANGO_NAMES:
         from comet_server import responses
 

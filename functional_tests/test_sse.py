@@ -50,12 +50,25 @@ def assert_each_once_in_order(driver: WebDriver, texts: list[str]) -> None:
     assert ids == sorted(set(ids)), f"messages out of order or repeated: {ids}"
 
 
-def test_two_browsers_chat_over_sse_through_a_server_kill(own_server: ChatServer,
+@pytest.fixture
+def sse_server(tmp_path: Path) -> Iterator[ChatServer]:
+    """A dedicated server whose pages do not try a WebSocket first (CHAT_WEBSOCKET=0):
+    these tests are about the event stream itself."""
+    server = ChatServer(tmp_path / "db.sqlite3", tmp_path, name="sse",
+                        rules={**UNLIMITED_CHAT_ENV, "CHAT_WEBSOCKET": "0"})
+    server.migrate()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_two_browsers_chat_over_sse_through_a_server_kill(sse_server: ChatServer,
                                                           browser: WebDriver,
                                                           other_browser: WebDriver) -> None:
     """Messages go both ways over the stream; the server is SIGKILLed, a message is
     stored while it is down, and after the restart both pages show it once (resumed
     with Last-Event-ID, no reload, still on SSE) and the conversation goes on."""
+    own_server = sse_server
     base = own_server.url("")
     ann, bob = browser, other_browser
     open_room(ann, base, "lobby", "ann")
@@ -119,7 +132,7 @@ new MutationObserver(function () {
 
 @pytest.fixture
 def short_lived_streams(tmp_path: Path) -> Iterator[ChatServer]:
-    rules = {**UNLIMITED_CHAT_ENV, "CHAT_STREAM_LIFETIME": str(LIFETIME)}
+    rules = {**UNLIMITED_CHAT_ENV, "CHAT_STREAM_LIFETIME": str(LIFETIME), "CHAT_WEBSOCKET": "0"}
     server = ChatServer(tmp_path / "db.sqlite3", tmp_path, name="short", rules=rules)
     server.migrate()
     server.start()
@@ -220,7 +233,7 @@ def test_the_page_falls_back_to_long_poll_behind_a_buffering_proxy(
     ann, bob = browser, other_browser
     proxied = f"http://127.0.0.1:{buffering_proxy.port}"
     open_room(bob, chat_server.url(""), new_room, "bob")
-    until(bob, transport_is("sse"), "the direct page is not on EventSource", LIVE)
+    until(bob, transport_is("websocket"), "the direct page is not on its WebSocket", LIVE)
     open_room(ann, proxied, new_room, "ann")
     # Posted through the server (it wakes whatever ann's page waits on), normally
     # while ann's page still waits for its stream's first event.

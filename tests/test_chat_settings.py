@@ -41,7 +41,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
              "CHAT_RATE_ROOM_ADDRESS": "1/60", "CHAT_RATE_NAME_SESSION": "2/60",
              "CHAT_RATE_TYPING_SESSION": "9/60", "CHAT_RATE_TYPING_ADDRESS": "19/60",
              "CHAT_MAX_ROOMS_PER_USER": "3",
-             "CHAT_GUESTS": "off", "CHAT_GUEST_NAME_SECONDS": "60"}
+             "CHAT_GUESTS": "off", "CHAT_GUEST_NAME_SECONDS": "60", "CHAT_WEBSOCKET": "0"}
     assert set(given) == {spec.name for spec in conf.SETTINGS}  # every one is tried
     done = run(given)
     assert done.returncode == 0, done.stderr
@@ -50,6 +50,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
     assert all(values[name] != default for name, default in expected.items())
     assert values["CHAT_POLL_TIMEOUT"] == 7.5 and values["CHAT_PRESENCE_SECONDS"] == 33
     assert values["CHAT_GUESTS"] is False and values["CHAT_MAX_ROOMS_PER_USER"] == 3
+    assert values["CHAT_WEBSOCKET"] is False
     assert values["CHAT_RATE_POST_SESSION"] == "3/5"
 
 

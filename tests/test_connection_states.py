@@ -100,6 +100,9 @@ def check_follows(conn: HTTPConnection, state: ConnState) -> None:
     elif state is ConnState.LINGERING:
         assert conn.read_watch.active
         assert LINGER_SECONDS - 1 < left <= LINGER_SECONDS
+    elif state is ConnState.UPGRADED:  # a WebSocket's own timers keep its time
+        assert conn.read_watch.active
+        assert conn.deadline == 0.0 and conn.timer is None
     elif state is ConnState.BUSY:
         assert not conn.read_watch.active
         assert conn.closed_watch is not None and conn.closed_watch.active

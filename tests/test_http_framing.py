@@ -231,7 +231,12 @@ CASES = [
     Case("control bytes request line", b"\x01\x02garbage\r\n\r\n", 400, nginx=400),
     Case("relative target", b"GET hello HTTP/1.1\r\nHost: x\r\n\r\n", 400, nginx=400),
     Case("CONNECT", b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 400, nginx=400),
-    Case("Upgrade: websocket", get(b"Connection: upgrade", b"Upgrade: websocket"), 200,
+    # A WebSocket handshake without its key and version: refused (426, RFC 6455 §4.4),
+    # not served as a plain GET.  nginx drops the Upgrade: a plain GET reaches us.
+    Case("Upgrade: websocket, no handshake", get(b"Connection: upgrade",
+                                                 b"Upgrade: websocket"), 426,
+         nginx=200, nginx_own=False),
+    Case("Upgrade: h2c", get(b"Connection: upgrade", b"Upgrade: h2c"), 200,
          answered=1, check=says_hello, nginx=200, nginx_own=False),
     # -- limits and expectations --
     Case("head over --max-header-size", get(b"X-Big: " + b"y" * 2 * LIMIT), 431, nginx=431,

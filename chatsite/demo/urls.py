@@ -8,6 +8,7 @@ app_name = "demo"
 urlpatterns = [
     path("", views.demo, name="demo"),
     path("page/", views.page, name="page"),
+    path("echo", views.echo, name="echo"),
     path("stage1/", views.stage1),
     path("stage2/", views.stage2),
     path("stage3/", views.stage3),

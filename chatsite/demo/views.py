@@ -1,9 +1,12 @@
-"""The seed post's demo: five chunks one second apart, written with ``defer_in_time``."""
+"""The seed post's demo: five chunks one second apart, written with ``defer_in_time``;
+and ``/demo/echo``, the smallest WebSocket: every message comes back as it was sent
+(what the Autobahn conformance cases drive)."""
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from comet_server import defer_in_time
+from comet_server import defer_in_time, websocket
+from comet_server.sockets import Socket
 
 
 def demo(request: HttpRequest) -> HttpResponse:
@@ -33,3 +36,12 @@ def last_stage4(request: HttpRequest, response_prev: HttpResponse) -> HttpRespon
 def page(request: HttpRequest) -> HttpResponse:
     """The demo inside the site's layout: the page reads ``/demo/`` as it streams."""
     return render(request, "demo/page.html")
+
+
+def _echo(socket: Socket, message: str | bytes) -> None:
+    socket.send(message)
+
+
+def echo(request: HttpRequest) -> HttpResponse:
+    """A WebSocket that sends every message back, text as text, binary as binary."""
+    return websocket(request, on_message=_echo)

@@ -53,11 +53,14 @@ def messages(request: HttpRequest, slug: str) -> HttpResponse:
     """GET: older messages (``?before=<id>``); POST: a new message (201)."""
     room = access.room_or_404(request, slug)
     if request.method == "POST":
-        return _post(request, room)
+        return post(request, room)
     return _older(request, room)
 
 
-def _post(request: HttpRequest, room: Room) -> JsonResponse:
+def post(request: HttpRequest, room: Room) -> JsonResponse:
+    """Post ``request.POST["text"]`` in ``room`` as this visitor: the rate limits, the
+    guest's name rules and the validation of every post, whether it came over HTTP or
+    a WebSocket (``sockets``).  201 with the message, or the refusal."""
     limited = limits.check_post(request)
     if limited is not None:
         return limited.response()

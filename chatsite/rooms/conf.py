@@ -70,6 +70,9 @@ SETTINGS: tuple[ChatSetting, ...] = (
     ChatSetting("CHAT_STREAM_FIRST_EVENT_SECONDS", 5.0, "float",
                 "how long a page waits for its stream's first event before it falls back "
                 "to the long-poll (a proxy that buffers the stream)", minimum=0.1),
+    ChatSetting("CHAT_WEBSOCKET", True, "flag",
+                "pages try a WebSocket first, then the event stream, then the long-poll "
+                "(0: they start with the event stream)"),
 )
 _BY_NAME = {spec.name: spec for spec in SETTINGS}
 
@@ -115,6 +118,7 @@ first_event_seconds = _reader("CHAT_STREAM_FIRST_EVENT_SECONDS", float)
 guests_allowed = _reader("CHAT_GUESTS", bool)
 guest_name_seconds = _reader("CHAT_GUEST_NAME_SECONDS", float)
 max_rooms_per_user = _reader("CHAT_MAX_ROOMS_PER_USER", int)
+websocket_enabled = _reader("CHAT_WEBSOCKET", bool)
 
 
 # The rate limits by scope (see limits.py), each "COUNT/SECONDS".

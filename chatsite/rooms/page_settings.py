@@ -26,6 +26,7 @@ def live_attrs() -> dict[str, Any]:
         "first-event-ms": round(conf.first_event_seconds() * 1000),
         "grace-ms": round((longest_retry + RECONNECT_MARGIN_SECONDS) * 1000),
         **events.page_attrs(),  # data-events: the names of the streams' frames
+        "websocket": int(conf.websocket_enabled()),
     }
 
 

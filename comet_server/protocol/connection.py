@@ -64,18 +64,22 @@ class ConnState(enum.Enum):
     IDLE = "idle"  # keep-alive, between requests
     BUSY = "busy"  # a response is being produced or written; not reading
     LINGERING = "lingering"  # our side is shut; input drained until EOF or a short time
+    UPGRADED = "upgraded"  # left HTTP (a WebSocket): bytes go to the ``Upgraded`` handler
     CLOSED = "closed"
 
 
 # Every legal move, in one place (as h11 keeps its transition tables).  READING to
 # itself re-arms the head deadline when a response ended with more input queued.
+# A WebSocket handshake's 101 leaves HTTP from READING (answered at once) or BUSY (the
+# view ran on a thread); an upgraded connection only ends (shut, or closed).
 TRANSITIONS: dict[ConnState, frozenset[ConnState]] = {
     ConnState.READING: frozenset({ConnState.READING, ConnState.IDLE, ConnState.BUSY,
-                                  ConnState.LINGERING, ConnState.CLOSED}),
+                                  ConnState.LINGERING, ConnState.UPGRADED, ConnState.CLOSED}),
     ConnState.IDLE: frozenset({ConnState.READING, ConnState.BUSY, ConnState.LINGERING,
                                ConnState.CLOSED}),
     ConnState.BUSY: frozenset({ConnState.READING, ConnState.IDLE, ConnState.LINGERING,
-                               ConnState.CLOSED}),
+                               ConnState.UPGRADED, ConnState.CLOSED}),
+    ConnState.UPGRADED: frozenset({ConnState.LINGERING, ConnState.CLOSED}),
     ConnState.LINGERING: frozenset({ConnState.CLOSED}),
     ConnState.CLOSED: frozenset(),
 }
@@ -90,6 +94,14 @@ class Exchange(Protocol):
     """What serves one request on a connection (``comet_server.serving.exchange.Exchange``)."""
 
     def client_gone(self) -> None: ...
+
+
+class Upgraded(Protocol):
+    """What takes a connection's bytes once it left HTTP (``switch_protocol``)."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def connection_lost(self) -> None: ...
 
 
 class Delivered(Protocol):
@@ -127,7 +139,7 @@ class HTTPConnection:
     __slots__ = (
         "owner", "sock", "fd", "peer", "reader", "state", "read_watch", "closed_watch",
         "write_watch", "out", "after_flush", "unparsed", "deadline", "timer", "exchange",
-        "body_mark", "serving", "key", "on_flushed", "body_held", "queued",
+        "body_mark", "serving", "key", "on_flushed", "body_held", "queued", "upgraded",
     )
 
     def __init__(self, owner: ConnectionOwner, sock: socket.socket, peer: tuple[str, str],
@@ -158,6 +170,7 @@ class HTTPConnection:
         self.serving = False
         self.on_flushed: Delivered | None = None  # told whether the reply got out
         self.body_held = 0  # bytes of an unfinished body, counted in the owner's total
+        self.upgraded: Upgraded | None = None  # the handler once the connection left HTTP
         self.read_watch.start()
         self._arm(owner.head_timeout)
 
@@ -193,6 +206,15 @@ class HTTPConnection:
         elif state is ConnState.LINGERING:
             self.read_watch.start()
             self._arm(LINGER_SECONDS)
+        elif state is ConnState.UPGRADED:
+            # The handler keeps its own time (pings, idle); a reply it does not
+            # read for keepalive_timeout is cut, as in HTTP.
+            self.read_watch.start()
+            if not self.out:
+                self.deadline = 0.0
+                if self.timer is not None:
+                    self.timer.cancel()
+                    self.timer = None
 
     def _arm(self, seconds: float) -> None:
         """Set the deadline ``seconds`` from now (one lazily re-armed timer)."""
@@ -226,7 +248,7 @@ class HTTPConnection:
                 self.refuse(http1.ProtocolError(408, "Request Timeout"))
             else:
                 self.close()  # a new connection that never sent a byte
-        elif state is ConnState.BUSY:
+        elif state is ConnState.BUSY or state is ConnState.UPGRADED:
             if self.out:  # the client stopped reading its reply
                 self.close(gone=True)
         else:  # idle keep-alive, or lingering over
@@ -245,7 +267,13 @@ class HTTPConnection:
         if not data:
             self.close(gone=self.state is not ConnState.LINGERING)
             return
-        if self.state is ConnState.LINGERING:
+        state = self.state
+        if state is ConnState.UPGRADED:
+            upgraded = self.upgraded
+            assert upgraded is not None
+            upgraded.data_received(data)
+            return
+        if state is ConnState.LINGERING:
             return  # discarded: we are closing
         self._consume(data)
 
@@ -355,7 +383,7 @@ class HTTPConnection:
         if sent < len(data):
             self.out.append(data[sent:])
             self.queued = len(data) - sent
-            if self.state is not ConnState.BUSY:
+            if self.state is not ConnState.BUSY and self.state is not ConnState.UPGRADED:
                 self._enter(ConnState.BUSY)
             watch = self.write_watch
             if watch is None:
@@ -388,7 +416,7 @@ class HTTPConnection:
         self._flushed(True)
         if keep_alive is not None:
             self._after_response(keep_alive)
-        elif self.state is ConnState.BUSY:
+        elif self.state is ConnState.BUSY or self.state is ConnState.UPGRADED:
             self.deadline = 0.0
 
     def end(self, keep_alive: bool, listener: Delivered | None) -> None:
@@ -421,6 +449,35 @@ class HTTPConnection:
             self._enter(ConnState.READING if self.has_input() else ConnState.IDLE)
             self._serve_queue()
 
+    # -- leaving HTTP ---------------------------------------------------------------
+
+    def switch_protocol(self, handler: Upgraded) -> None:
+        """The response just written (a 101) ends HTTP on this connection: from now on
+        every byte read goes to ``handler`` and the exchange is over."""
+        self.exchange = None
+        self.reader = _NO_READER
+        self.unparsed = b""
+        self.upgraded = handler
+        if self.state is not ConnState.CLOSED:
+            self._enter(ConnState.UPGRADED)
+
+    def pause_reading(self) -> None:
+        """Stop reading an upgraded connection (its handler has enough queued); a
+        close by the peer is still noticed."""
+        if self.state is ConnState.UPGRADED:
+            self.read_watch.stop()
+            watch = self.closed_watch
+            if watch is None:
+                watch = self.closed_watch = self.owner.loop.watch_io(
+                    self.sock.fileno(), _PEER_EVENTS, self.on_peer_activity)
+            watch.start()
+
+    def resume_reading(self) -> None:
+        if self.state is ConnState.UPGRADED:
+            if self.closed_watch is not None:
+                self.closed_watch.stop()
+            self.read_watch.start()
+
     # -- closing --------------------------------------------------------------------
 
     def refuse(self, error: http1.ProtocolError) -> None:
@@ -428,7 +485,8 @@ class HTTPConnection:
         self.reader.queue.clear()
         self.unparsed = b""
         self.owner.refused(self, error)
-        self.write(http1.error_response((1, 1), error.status, error.reason))
+        self.write(http1.error_response((1, 1), error.status, error.reason, error.detail,
+                                        error.headers))
         if self.out:
             self.after_flush = False
             return
@@ -477,6 +535,7 @@ class HTTPConnection:
         self.body_held = 0
         exchange, self.exchange = self.exchange, None
         self.fd = -1  # the number may be reused by the next accept
+        upgraded, self.upgraded = self.upgraded, None
         try:
             self.sock.close()
         finally:
@@ -484,3 +543,5 @@ class HTTPConnection:
             self._flushed(False)
             if exchange is not None:
                 exchange.client_gone()
+            if upgraded is not None:
+                upgraded.connection_lost()

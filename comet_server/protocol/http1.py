@@ -38,10 +38,13 @@ class ProtocolError(Exception):
     """A request that cannot be served; answered with ``status`` and the connection
     closed."""
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"{status} {reason}")
+    def __init__(self, status: int, reason: str, detail: str = "",
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(f"{status} {reason}" + (f": {detail}" if detail else ""))
         self.status = status
         self.reason = reason
+        self.detail = detail  # a short explanation for the body (the reason stays standard)
+        self.headers = headers  # extra response headers (426's Sec-WebSocket-Version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,9 +397,10 @@ LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def error_response(version: tuple[int, int], status: int, reason: str) -> bytes:
+def error_response(version: tuple[int, int], status: int, reason: str, detail: str = "",
+                   headers: tuple[tuple[str, str], ...] = ()) -> bytes:
     """A complete plain-text error response that closes the connection."""
-    body = f"{status} {reason}\n".encode()
+    body = f"{status} {reason}{': ' + detail if detail else ''}\n".encode()
     return response_head(version, f"{status} {reason}".encode(),
-                         [("Content-Type", "text/plain; charset=utf-8")],
+                         [("Content-Type", "text/plain; charset=utf-8"), *headers],
                          length=len(body), chunked=False, keep_alive=False) + body

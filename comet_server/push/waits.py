@@ -149,6 +149,50 @@ class FollowEvents:
 Wait = Sleep | WaitForEvents | FollowEvents
 
 
+class SocketHandle(Protocol):
+    """One open WebSocket, as its ``on_message`` sees it.  Safe from any thread (the
+    calls are carried to the loop); both do nothing once the socket is closing."""
+
+    def send(self, message: str | bytes) -> None:
+        """Send a message to this socket only (``str``: text, ``bytes``: binary)."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake with ``code``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SocketPlan:
+    """What a WebSocket does once its handshake is accepted: the server's half of
+    a view's ``websocket(...)``.
+
+    First the ``opening`` messages (text, UTF-8 bytes), then every event on
+    ``channels`` past ``after`` as the message ``frame(event)`` (UTF-8 bytes, or
+    ``b""`` to skip it): made once per batch and written, as the same frame bytes,
+    to every socket the batch reaches, so ``frame`` must be hashable like a
+    renderer.  Each message the client sends goes to ``on_message(handle, message)``
+    (``str`` for text, ``bytes`` for binary) on the thread pool, one at a time per
+    socket in the order received.  ``on_close(code)`` runs once at the end: the close
+    code received or sent, ``None`` if the connection was lost without one.  After
+    ``lifetime`` seconds (less up to 10%, as a stream's) the server closes with 1000
+    and the client reconnects and resumes, as an event stream's client does.
+    """
+
+    channels: tuple[str, ...] = ()
+    after: int | None = None
+    frame: Callable[[Event], bytes] | None = None
+    opening: tuple[bytes, ...] = ()
+    on_message: Callable[[SocketHandle, str | bytes], object] | None = None
+    on_close: Callable[[int | None], object] | None = None
+    lifetime: float | None = None
+    close: tuple[int, str] | None = None  # close with this once ``opening`` is out
+
+    def __post_init__(self) -> None:
+        if self.lifetime is not None and not self.lifetime > 0:
+            raise ValueError(f"SocketPlan needs lifetime > 0, got {self.lifetime!r}")
+        if self.channels and self.frame is None:
+            raise ValueError("a SocketPlan that follows channels needs a frame function")
+
+
 @dataclass(frozen=True, slots=True)
 class Status:
     """Answer with this status line (``"403 Forbidden"``) instead of the one the view

@@ -88,9 +88,18 @@ class ServerConfig:
     stream_heartbeat: float = option(STREAM_HEARTBEAT, "seconds without a write before an "
                                      "event stream gets a comment line (proxies and "
                                      "clients notice dead connections)", minimum=0.1)
-    max_stream_buffer: int = option(1 << 20, "bytes an event stream may hold unread by its "
-                                    "client; past it the stream is cut (the client resumes "
-                                    "from its last event id)", minimum=1024, shown="1 MiB")
+    max_stream_buffer: int = option(1 << 20, "bytes an event stream or a WebSocket may hold "
+                                    "unread by its client; past it the connection is cut "
+                                    "(the client resumes from its last event id)",
+                                    minimum=1024, shown="1 MiB")
+    websocket_max_message: int = option(1 << 20, "largest message a WebSocket client may "
+                                        "send, in bytes, fragments together (close 1009 "
+                                        "above it)", minimum=125, shown="1 MiB")
+    websocket_ping_interval: float = option(20.0, "seconds without hearing from a WebSocket "
+                                            "client before it is pinged", minimum=0.1)
+    websocket_idle_timeout: float = option(60.0, "seconds without hearing from a WebSocket "
+                                           "client (not even a pong) before its connection "
+                                           "is dropped", minimum=0.2)
     threads: int = option(8, "threads that run application code (the WSGI call, the "
                           "body, renders of woken long-polls and event streams); a parked "
                           "or streaming response holds none (0: run it all on the event "
@@ -142,6 +151,9 @@ class ServerConfig:
         if self.max_body_bytes_total < self.max_body_size:
             raise ValueError("--max-body-bytes-total must hold at least one body "
                              "(--max-body-size)")
+        if self.websocket_idle_timeout <= self.websocket_ping_interval:
+            raise ValueError("--websocket-idle-timeout must be longer than "
+                             "--websocket-ping-interval (a pong must have time to come)")
         object.__setattr__(self, "forwarded_allow_ips", _addresses(self.forwarded_allow_ips))
         object.__setattr__(self, "log_format", _log_format(self.log_format))
         for address in self.forwarded_allow_ips:

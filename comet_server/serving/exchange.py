@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from comet_server.protocol import http1
 from comet_server.protocol.responder import Responder
+from comet_server.protocol.websocket import Handshake
 from comet_server.push.waits import (
     CoroutineDriver,
     Delivery,
     FollowEvents,
     Sleep,
+    SocketPlan,
     StreamEnd,
     Wait,
     WaitForEvents,
@@ -92,6 +94,9 @@ class ExchangeOwner(Protocol):
 
     def release_client(self, exchange: Exchange) -> None: ...
 
+    def upgrade(self, conn: HTTPConnection, handshake: Handshake, plan: SocketPlan,
+                response: Responder) -> None: ...
+
 
 class Phase(enum.Enum):
     """Where an exchange is; changed only through ``Exchange._enter`` (``_MOVES``)."""
@@ -120,6 +125,16 @@ _PHASE_LOCK = threading.Lock()
 _END = "end"  # the body is complete (and the result closed on the thread)
 _MORE = "more"  # a slice of the body is ready; more to come
 _SKIPPED = "skipped"  # the exchange was abandoned before the job started
+
+
+class _Upgrade:
+    """What a pool job hands back when the view accepted a WebSocket handshake."""
+
+    __slots__ = ("handshake", "plan")
+
+    def __init__(self, handshake: Handshake, plan: SocketPlan) -> None:
+        self.handshake = handshake
+        self.plan = plan
 
 
 class FrameBatch:
@@ -293,6 +308,11 @@ class Exchange:
     def _call(self, call: tuple[WSGIApp, dict]) -> Any:
         app, environ = call
         result = self.result = app(environ, self.start_response)
+        handshake = environ.get("comet.websocket")
+        plan = None if handshake is None else getattr(result, "comet_websocket", None)
+        if plan is not None and handshake is not None:  # the view accepted a WebSocket
+            self.close_app()  # Django's request-finished work, here on the thread
+            return _Upgrade(handshake, plan)
         factory = None if type(result) is list else getattr(result, "comet_coroutine", None)
         if factory is not None:
             self.driver = CoroutineDriver(factory())
@@ -367,10 +387,19 @@ class Exchange:
             elif product is _MORE:
                 self._send_pending()
                 self._next_slice()
+            elif isinstance(product, _Upgrade):
+                self.upgrade(product)
             else:
                 self.on_wait(product)
         except APPLICATION_ERRORS:
             self.fail("application error")
+
+    def upgrade(self, accepted: _Upgrade) -> None:
+        """The view accepted a WebSocket: this exchange ends and the connection
+        leaves HTTP (the server's WebSocket session takes it)."""
+        self._enter(Phase.DONE)
+        self._release()
+        self.server.upgrade(self.conn, accepted.handshake, accepted.plan, self.response)
 
     def _apply_status(self) -> None:
         if self.new_status is not None:

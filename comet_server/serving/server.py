@@ -25,12 +25,13 @@ from collections.abc import Callable
 from typing import Any
 
 from comet_server.loop import EventLoop
-from comet_server.protocol import forwarded, http1
+from comet_server.protocol import forwarded, http1, websocket
 from comet_server.protocol.acceptor import Acceptor
 from comet_server.protocol.connection import ConnState, HTTPConnection
+from comet_server.protocol.responder import Responder
 from comet_server.protocol.wsgi_environ import base_environ, build_environ
 from comet_server.push.hub import Hub
-from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents
+from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents, SocketPlan
 from comet_server.serving.config import ServerConfig
 from comet_server.serving.exchange import Exchange, Phase, Resumptions, WSGIApp
 from comet_server.serving.metrics import (
@@ -42,6 +43,7 @@ from comet_server.serving.metrics import (
     process_figures,
 )
 from comet_server.serving.pool import WorkerPool
+from comet_server.serving.websocket import WebSocketSession, upgrade_to_websocket
 
 log = logging.getLogger("comet_server.serving.server")
 access_log = logging.getLogger("comet_server.access")
@@ -86,7 +88,8 @@ class CometServer:
         self.parked = 0  # exchanges waiting (long-polls, timers)
         self.streaming = 0  # responses whose body is under way
         self.following = 0  # event streams following the hub
-        self.slow_streams = 0  # event streams cut for holding too much unread
+        self.slow_streams = 0  # event streams and WebSockets cut for holding too much unread
+        self.websockets = 0  # open WebSockets
         self.max_stream_buffer = cfg.max_stream_buffer
         self.requests_total = 0
         self.refused_total: Counter[int] = Counter()
@@ -155,6 +158,16 @@ class CometServer:
 
     def serve(self, conn: HTTPConnection, request: http1.Request) -> None:
         """Serve one complete request (the connection reads no more meanwhile)."""
+        handshake = None
+        if request.headers and websocket.is_upgrade(request):
+            try:
+                if self.stopping:
+                    raise http1.ProtocolError(503, "Service Unavailable", "draining")
+                handshake = websocket.accept(
+                    request, max_message=self.config.websocket_max_message)
+            except http1.ProtocolError as error:
+                conn.refuse(error)
+                return
         self.requests_total += 1
         client = forwarded.resolve(conn.peer, request.headers, self.forwarded_allow)
         exchange = Exchange(self, conn, request, client.address)
@@ -179,6 +192,8 @@ class CometServer:
             version=request.version, headers=client.headers, read_body=lambda: body,
             remote=(client.address, client.port),
         )
+        if handshake is not None:
+            environ["comet.websocket"] = handshake
         if client.scheme != "http":
             environ["wsgi.url_scheme"] = client.scheme
         try:
@@ -189,6 +204,17 @@ class CometServer:
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 raise
             log.exception("error serving a request")
+
+    def run_job(self, job: Callable[[], Any], done: Callable[[BaseException | None], None],
+                *, label: str = "") -> None:
+        """Run application code of an admitted WebSocket (``on_message``, ``on_close``)
+        on the pool; ``done(error or None)`` on the loop thread."""
+        self.pool.submit(job, lambda outcome: done(outcome.error), admit=False, label=label)
+
+    def upgrade(self, conn: HTTPConnection, handshake: websocket.Handshake, plan: SocketPlan,
+                response: Responder) -> None:
+        """A view accepted a WebSocket: the connection leaves HTTP."""
+        upgrade_to_websocket(self, conn, handshake, plan, response)
 
     def release_client(self, exchange: Exchange) -> None:
         """A request counted against its (proxied) client's cap is over."""
@@ -229,6 +255,7 @@ class CometServer:
             "streaming": self.streaming,
             "event_streams": self.following,
             "event_streams_cut_slow": self.slow_streams,
+            "websockets": self.websockets,
             "connections": len(self.connections),
             "connections_by_state": dict(states),
             "requests_total": self.requests_total,
@@ -417,6 +444,8 @@ class CometServer:
             exchange = conn.exchange
             if isinstance(exchange, Exchange):
                 parked.append(exchange)
+            elif isinstance(conn.upgraded, WebSocketSession):
+                conn.upgraded.going_away()  # close 1001: the client reconnects elsewhere
             elif conn.state is ConnState.IDLE:
                 # Between requests: closing is safe (a fresh connection whose request
                 # is on its way is left to be served, with Connection: close).

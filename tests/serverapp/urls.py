@@ -10,6 +10,7 @@ urlpatterns = [
     path("pub/<str:channel>", views.pub),
     path("stream/<str:channel>", views.stream),
     path("sse/<str:channel>", views.sse),
+    path("ws/<str:channel>", views.ws),
     path("boom", views.boom),
     path("exit", views.exits),
     path("boom-midstream", views.boom_midstream),

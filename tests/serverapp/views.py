@@ -14,9 +14,11 @@ from comet_server import (
     publish,
     stream_events,
     wait_for_events,
+    websocket,
 )
 from comet_server.push.waits import Sleep
 from comet_server.responses import DeferredResponse
+from comet_server.sockets import Socket
 
 
 def hello(request: HttpRequest) -> HttpResponse:
@@ -124,6 +126,43 @@ def block(request: HttpRequest) -> HttpResponse:
     """Block the worker's event loop for ``s`` seconds (a hung view, for supervision)."""
     time.sleep(float(request.GET.get("s", "1000")))
     return HttpResponse(b"unblocked", content_type="text/plain")
+
+
+def render_ws(event: Event) -> dict | None:
+    """A socket's message for an event: its cursor and payload (``{"skip": true}``:
+    none)."""
+    if isinstance(event.payload, dict) and event.payload.get("skip"):
+        return None
+    return {"cursor": event.cursor, "payload": event.payload}
+
+
+def on_ws_message(socket: Socket, message: str | bytes) -> None:
+    """``boom`` raises; ``pub:<channel>:<text>`` publishes; ``close:<code>`` closes;
+    anything else comes back as ``echo:<message>`` (binary as it is)."""
+    if isinstance(message, bytes):
+        socket.send(message)
+    elif message == "boom":
+        raise RuntimeError("boom in on_message")
+    elif message.startswith("pub:"):
+        _, channel, text = message.split(":", 2)
+        publish(channel, {"text": text})
+    elif message.startswith("close:"):
+        socket.close(int(message[6:]), "asked to")
+    else:
+        socket.send(f"echo:{message}")
+
+
+def ws(request: HttpRequest, channel: str) -> HttpResponse:
+    """A WebSocket following ``channel`` from ``?after=``; ``?replay=N`` pretends the
+    store holds N events past it (as ``sse``)."""
+    after_text = request.GET.get("after")
+    after = int(after_text) if after_text else None
+    replay = []
+    if after is not None:
+        replay = [Event(channel, {"replayed": after + i}, after + i)
+                  for i in range(1, int(request.GET.get("replay", "0")) + 1)]
+    return websocket(request, channels=[channel], after=after, render=render_ws,
+                     replay=replay, first=[{"ready": True}], on_message=on_ws_message)
 
 
 def spin(request: HttpRequest) -> HttpResponse:

@@ -24,6 +24,11 @@
     }
   }
 
+  /* The WebSocket URL, unless the server turned WebSockets off (CHAT_WEBSOCKET). */
+  window.chatSocketUrl = function (url) {
+    return $("body").attr("data-websocket") === "1" ? url : null;
+  };
+
   /* The names of the streams' events and of the moderation changes, from the server
    * (chatsite/rooms/events.py): {frames: {ready: "ready", ...}, changes: {...}}. */
   window.chatEvents = JSON.parse($("body").attr("data-events"));

@@ -92,7 +92,9 @@
   setInterval(refresh, 30 * 1000);        // "active 1 minute ago" ages with the page
 
   window.chatLive({
-    urls: {sse: $body.attr("data-events-url"), longpoll: $body.attr("data-updates-url")},
+    urls: {websocket: window.chatSocketUrl($body.attr("data-socket-url")),
+           sse: $body.attr("data-events-url"),
+           longpoll: $body.attr("data-updates-url")},
     after: parseInt($body.attr("data-cursor"), 10) || 0,
     eventNames: [window.chatEvents.frames.rooms],
     onEvent: function (name, data) { update(data); },

@@ -206,10 +206,20 @@
    * duplicates are dropped by insertMessage, comet.js keeps the resume point. */
   var FRAMES = window.chatEvents.frames, CHANGES = window.chatEvents.changes;
   var POLL = "poll";                     // the long-poll's answer, as one event (below)
+  var SOCKET_ERROR = "error";            // a refusal of a post sent over the WebSocket
   var handlers = {};
   handlers[POLL] = onLongPoll;
   handlers[FRAMES.ready] = function (data) { renderPresence(data.presence || []); };
-  handlers[FRAMES.messages] = function (data) { addMessages(data.messages || [], false); };
+  handlers[FRAMES.messages] = function (data) {
+    var list = data.messages || [], mine = false;
+    if (sentOverSocket !== null) {
+      mine = list.some(function (m) {
+        return m.author === myNick && m.text === sentOverSocket.trim();
+      });
+      if (mine) { sentOverSocket = null; }  // our socket post is in: follow it down
+    }
+    addMessages(list, mine);
+  };
   handlers[FRAMES.changes] = function (data) { applyChanges(data.changes); };
   handlers[FRAMES.presence] = function (data) { renderPresence(data.presence || []); };
   handlers[FRAMES.typing] = function (data) { noteTyping(data.nick); };
@@ -220,12 +230,19 @@
     poller.restart();
   };
   handlers[FRAMES.resync] = function () { window.location.reload(); };
+  // A post or typing signal sent over the WebSocket was refused (the same rules as an
+  // HTTP post): say why, give the text back, hold Send for a 429's retry_after.
+  handlers[SOCKET_ERROR] = function (data) { socketRefused(data || {}); };
 
   var poller = window.chatLive({
-    urls: {sse: base + "events", longpoll: base + "updates"},
+    urls: {websocket: window.chatSocketUrl(base + "socket"), sse: base + "events",
+           longpoll: base + "updates"},
     after: cursor,
     params: function () { return {changes: changesCursor}; },
-    eventNames: Object.keys(handlers),
+    // Not "error" for EventSource: that name is its own connection-error event.
+    eventNames: Object.keys(handlers).filter(function (name) {
+      return name !== SOCKET_ERROR;
+    }),
     onEvent: function (name, data) {
       if (handlers.hasOwnProperty(name)) { handlers[name](data); }
     },
@@ -245,9 +262,35 @@
     }
   });
 
+  /* Over the WebSocket when one is open: no request, the message comes back to every
+   * page (this one included) as a "messages" event; a refusal as an "error" event. */
+  var sentOverSocket = null;             // the text of the last post sent over the socket
+
+  function socketRefused(data) {
+    showError(data.error || "Could not send");
+    if (sentOverSocket !== null && !$text.val()) {
+      $text.val(sentOverSocket);
+      updateCounter();
+      fitText();
+    }
+    sentOverSocket = null;
+    if (data.status === 429 && data.retry_after > 0) {
+      holdFor(data.retry_after);
+    }
+  }
+
   function send() {
     if (sending || heldUntil > Date.now()) { return; }
     var text = $text.val();
+    if (myNick && text.trim() && poller.send({type: "post", text: text})) {
+      sentOverSocket = text;
+      $text.val("");
+      updateCounter();
+      fitText();
+      showError("");
+      $text.trigger("focus");
+      return;
+    }
     sending = true;
     $("#send").prop("disabled", true);
     $.ajax({
@@ -274,6 +317,11 @@
   function holdSending(xhr) {
     var seconds = parseInt(xhr.getResponseHeader("Retry-After"), 10);
     if (xhr.status !== 429 || !(seconds > 0)) { return; }
+    holdFor(seconds);
+  }
+
+  function holdFor(seconds) {
+    $("#send").prop("disabled", true);
     heldUntil = Date.now() + seconds * 1000;
     setTimeout(function () {
       heldUntil = 0;
@@ -307,7 +355,9 @@
     var now = Date.now();
     if (!myNick || !$text.val() || now - lastTypingSent < TYPING_SEND_EVERY_MS) { return; }
     lastTypingSent = now;
-    $.post(base + "typing", {csrfmiddlewaretoken: csrf});
+    if (!poller.send({type: "typing"})) {
+      $.post(base + "typing", {csrfmiddlewaretoken: csrf});
+    }
   });
 
   $("#load-older").on("click", function () {

@@ -1,7 +1,7 @@
 /* comet.js: the browser side of comet_server, one file, no dependencies, no build step.
  *
  *   var client = Comet.connect({
- *     urls: {sse: "/events", longpoll: "/poll"},   // one URL per transport the server has
+ *     urls: {websocket: "/socket", sse: "/events", longpoll: "/poll"},  // one per transport
  *     after: 0,                       // resume point: the last event id this page shows
  *     params: function () { return {room: "x"}; },   // more query parameters (optional)
  *     onEvent: function (name, data, id) {},         // data is parsed JSON; id may be null
@@ -12,12 +12,15 @@
  *     pollSeconds: 25                 // how long the server parks a long-poll
  *   });
  *   client.stop(); client.start(); client.restart(); client.transport(); client.lastId();
+ *   client.send(message)  // over a WebSocket while one is open: true; else false (use HTTP)
  *
  * Why it is shaped this way:
  * - Transports are plug-ins (Comet.transports, tried in the order Comet.order): the
  *   first one the browser supports and the page has a URL for is used; one that never
  *   delivers (a proxy buffers the stream) or is refused gives way to the next, for the
- *   rest of the page's life.  A WebSocket transport registers itself ahead of "sse".
+ *   rest of the page's life.  The order is WebSocket, then SSE, then long-poll: a
+ *   server or proxy that refuses the Upgrade (runserver's 501, a 403, an nginx that
+ *   does not pass Upgrade) makes the socket close before it opens, and SSE takes over.
  * - Every event with an id moves the resume point; an id at or below it was delivered
  *   already (a replay after a reconnect) and is dropped, so each event arrives once.
  *   Events without an id (presence, typing...) are not resume points and always pass.
@@ -29,7 +32,7 @@
  * STATES: "connecting" (no event yet), "live", "reconnecting" (the connection is down
  * for longer than graceMs, or a long-poll failed), "refused", "stopped".
  * Transport contract: Comet.transports[name] = {label, supported(options) -> bool,
- * open(link) -> {close()}}; `link` gives url(), deliver(name, data, id), live(),
+ * open(link) -> {close(), send(text) -> bool (optional)}}; `link` gives url(), deliver(name, data, id), live(),
  * trouble(), failed(), refused(status, body), backoff(), settled(), options.
  */
 (function (global) {
@@ -91,7 +94,11 @@
         previousId = "";
         source = new global.EventSource(link.url(), {withCredentials: false});
         source.onmessage = onMessage;
-        names.forEach(function (name) { source.addEventListener(name, onMessage); });
+        names.forEach(function (name) {
+          // "error" and "open" are EventSource's own events, never a stream's frames
+          // (a WebSocket's "error" messages, say, must not mark a dead stream live).
+          if (name !== "error" && name !== "open") { source.addEventListener(name, onMessage); }
+        });
         source.onerror = function () {
           if (closed || !source) { return; }
           if (source.readyState === global.EventSource.CLOSED) {
@@ -126,6 +133,98 @@
           closed = true;
           clearTimeout(timer);
           drop();
+        }
+      };
+    }
+  };
+
+  /* ---- WebSocket: server messages are JSON {"event": name, "id": id, "data": data}
+   * (a message without "event" is a "message" event); the page may send over it. --- */
+  function socketUrl(url) {
+    var absolute = new global.URL(url, global.location.href);
+    absolute.protocol = absolute.protocol === "https:" ? "wss:" : "ws:";
+    return absolute.href;
+  }
+
+  var websocket = {
+    label: "WebSocket",
+    streaming: true,
+    supported: function () {
+      return typeof global.WebSocket === "function" && typeof global.URL === "function";
+    },
+    open: function (link) {
+      var socket = null, opened = false, everOpened = false, timer = null, closed = false;
+      var refusal = null;
+
+      function onMessage(event) {
+        var frame;
+        try { frame = JSON.parse(event.data); } catch (e) { return; }
+        if (frame === null || typeof frame !== "object") { return; }
+        if (frame.event === "refused") {
+          // The view refused this socket (a browser cannot read a handshake's status,
+          // so the server says it in-band, then closes): as a long-poll's 4xx.
+          refusal = frame.data || {};
+          return;
+        }
+        link.settled();
+        link.live();
+        if (typeof frame.event === "string") {
+          link.deliver(frame.event, frame.data, frame.id === undefined ? null : frame.id);
+        } else {
+          link.deliver("message", frame, null);
+        }
+      }
+
+      function connect() {
+        timer = null;
+        if (closed) { return; }
+        opened = false;
+        socket = new global.WebSocket(socketUrl(link.url()));
+        socket.onopen = function () { opened = everOpened = true; };
+        socket.onmessage = onMessage;
+        socket.onclose = function (event) {
+          socket = null;
+          if (closed) { return; }
+          if (refusal !== null) {
+            var data = refusal;
+            refusal = null;
+            link.refused(data.status, data);
+            return;
+          }
+          if (!everOpened) {
+            // Refused before it ever opened (a server without WebSocket, a foreign
+            // origin, a proxy that drops the Upgrade): the next transport, for good.
+            link.failed();
+            return;
+          }
+          var code = event.code, delay;
+          if (code === 1000) {
+            delay = 0;                     // the socket's lifetime: resume at once
+          } else if (code === 1001 || code === 1012) {
+            delay = 1500 + Math.random() * 3000;  // a drain: spread the comeback
+          } else {
+            link.trouble(!opened);
+            delay = link.backoff();
+          }
+          timer = setTimeout(connect, delay);
+        };
+      }
+
+      connect();
+      return {
+        close: function () {
+          closed = true;
+          clearTimeout(timer);
+          if (socket) {
+            socket.onclose = null;
+            socket.close(1000);
+            socket = null;
+          }
+        },
+        send: function (text) {
+          if (!socket || socket.readyState !== 1) { return false; }
+          socket.send(text);
+          return true;
         }
       };
     }
@@ -365,15 +464,22 @@
         client.start();
       },
       transport: function () { return name(); },
-      lastId: function () { return lastId; }
+      lastId: function () { return lastId; },
+      /* Send a message over the open WebSocket (objects as JSON): false when there is
+       * none, and the page sends it another way (an HTTP POST). */
+      send: function (message) {
+        if (!handle || typeof handle.send !== "function") { return false; }
+        return handle.send(typeof message === "string" ? message : JSON.stringify(message));
+      }
     };
     if (options.start !== false) { client.start(); }
     return client;
   }
 
   var Comet = global.Comet || {};
-  Comet.transports = Object.assign(Comet.transports || {}, {sse: sse, longpoll: longpoll});
-  Comet.order = Comet.order || ["sse", "longpoll"];
+  Comet.transports = Object.assign(Comet.transports || {},
+                                   {websocket: websocket, sse: sse, longpoll: longpoll});
+  Comet.order = Comet.order || ["websocket", "sse", "longpoll"];
   Comet.connect = connect;
   Comet.STATES = STATES;
   global.Comet = Comet;
