@@ -209,7 +209,7 @@ class BufferingNginx(Nginx):
 
     def conf(self) -> str:
         documented = super().conf()
-        marker = "    location ~ ^/(rooms/"
+        marker = "    location ~ ^/(rooms/.*/(updates"
         assert documented.count(marker) == 1, "the documented nginx block changed shape"
         return documented.replace(marker, BUFFERED_LOCATION + marker, 1).replace(
             "proxy_set_header Host $host;", "proxy_set_header Host $http_host;")

@@ -117,11 +117,11 @@ def test_behind_a_proxy_without_upgrade_the_page_falls_back_to_sse(
 
 
 class UpgradingNginx(Nginx):
-    """docs/deployment.md's nginx with docs/websocket.md's ``map $http_upgrade`` lines
+    """docs/deployment.md's nginx as documented, with its ``map $http_upgrade`` lines
     (Host and port kept, as ``PlainNginx``)."""
 
     def conf(self) -> str:
-        return nginx.with_websocket(super().conf()).replace(
+        return super().conf().replace(
             "proxy_set_header Host $host;", "proxy_set_header Host $http_host;")
 
 

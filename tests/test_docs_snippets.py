@@ -82,9 +82,6 @@ def test_python_block(doc: str, n: int, code: str, tmp_path: Path) -> None:
 
 
 def test_relative_links_point_at_files() -> None:
-    # Written by other branches (deployment, thread pool, WebSocket helpers) that are
-    # merged beside this one; drop a name here once its file is in the tree.
-    elsewhere = {"docs/threads.md", "docs/websocket.md"}
     for doc in DOCS:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)|src=\"([^\"]+)\"",
                                  doc.read_text()):
@@ -92,6 +89,4 @@ def test_relative_links_point_at_files() -> None:
             if re.match(r"\w+://", link):
                 continue
             path = (doc.parent / link).resolve()
-            if path.relative_to(ROOT).as_posix() in elsewhere:
-                continue
             assert path.exists(), f"{doc.name} links to a missing {link}"

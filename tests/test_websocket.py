@@ -304,8 +304,7 @@ def test_a_drain_closes_every_socket_with_1001(start_server: StartServer) -> Non
 
 
 class UpgradingNginx(nginx.Nginx):
-    def conf(self) -> str:
-        return nginx.with_websocket(super().conf())
+    """docs/deployment.md's nginx as documented: it passes the Upgrade on."""
 
 
 class PlainNginx(nginx.Nginx):

@@ -38,40 +38,6 @@ http {{
 """
 
 
-# docs/websocket.md's lines for WebSockets: the Upgrade and Connection headers passed
-# on for the socket URLs, and only for them (docs/deployment.md is to gain them).
-WEBSOCKET_MAP = """\
-map $http_upgrade $connection_upgrade {
-    default upgrade;
-    ''      '';
-}
-"""
-WEBSOCKET_LOCATION = """\
-    location ~ ^/(rooms/(.+/)?socket|demo/echo)$ {
-        proxy_pass http://chat;
-        proxy_http_version 1.1;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection $connection_upgrade;
-        proxy_set_header Host $host;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_buffering off;
-        proxy_read_timeout 75s;
-    }
-"""
-_FIRST_LOCATION = re.compile(r"^(\s*)location ", re.MULTILINE)
-
-
-def with_websocket(conf: str) -> str:
-    """``conf`` passing the Upgrade on for the socket URLs (as is when it does)."""
-    if "$connection_upgrade" in conf:
-        return conf
-    conf = conf.replace("upstream chat", WEBSOCKET_MAP + "upstream chat", 1)
-    first = _FIRST_LOCATION.search(conf)
-    if first is None:
-        raise AssertionError("no location in the nginx configuration")
-    return conf[:first.start()] + "\n" + WEBSOCKET_LOCATION + conf[first.start():]
-
-
 def without_websocket(conf: str) -> str:
     """``conf`` with no Upgrade passed on (what nginx does without the map lines)."""
     conf = re.sub(r"map \$http_upgrade \$connection_upgrade \{[^}]*\}\n?", "", conf)
