@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from comet_server.push import hub as hub_module
+from comet_server.push import slicer
+from comet_server.push.events import Delivery
 from comet_server.push.hub import Hub
-from comet_server.push.waits import Delivery
 
 RENDER_COST = 1 / 256  # seconds each waiter's answer below takes (exact in binary)
 # No turn may keep the loop longer than a slice and the one render that crossed it.
-LOOP_BUDGET = hub_module.FAN_OUT_SLICE_SECONDS + RENDER_COST
+LOOP_BUDGET = slicer.FAN_OUT_SLICE_SECONDS + RENDER_COST
 
 
 class FakeClock:
@@ -87,20 +87,20 @@ def test_slow_renders_are_woken_over_many_short_turns(fresh_hub):
     loop.run_turns()
     assert sorted(woken) == list(range(100))  # everyone, once
     assert max(loop.durations) <= LOOP_BUDGET, loop.durations
-    per_turn = int(hub_module.FAN_OUT_SLICE_SECONDS // RENDER_COST) + 1
+    per_turn = int(slicer.FAN_OUT_SLICE_SECONDS // RENDER_COST) + 1
     assert len(loop.durations) >= 100 // per_turn  # ~0.4 s of work in slices of ~20 ms
 
 
 def test_cheap_renders_still_go_by_the_count_cap(fresh_hub, monkeypatch):
-    monkeypatch.setattr(hub_module, "FAN_OUT_SLICE_SECONDS", 60.0)  # only the count counts
+    monkeypatch.setattr(slicer, "FAN_OUT_SLICE_SECONDS", 60.0)  # only the count counts
     loop = FakeLoop(fresh_hub)
     got: list[Delivery] = []
-    for _ in range(hub_module.FAN_OUT_SLICE * 2 + 1):
+    for _ in range(slicer.FAN_OUT_SLICE * 2 + 1):
         fresh_hub.watch(("c",), 0, got.append)
     fresh_hub.publish("c", "x", cursor=1)
-    assert len(got) == hub_module.FAN_OUT_SLICE
+    assert len(got) == slicer.FAN_OUT_SLICE
     loop.run_turns()
-    assert len(got) == hub_module.FAN_OUT_SLICE * 2 + 1 and len(loop.durations) == 3
+    assert len(got) == slicer.FAN_OUT_SLICE * 2 + 1 and len(loop.durations) == 3
 
 
 def test_a_waiter_cancelled_before_its_time_slice_is_not_woken(fresh_hub):

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from comet_server import settings
-from comet_server.push.hub import Hub, set_hub
+from comet_server.push.default_hub import set_hub
+from comet_server.push.hub import Hub
 from comet_server.serving.config import ServerConfig
 from comet_server.serving.logs import use_json_logs
 from comet_server.serving.metrics import sum_snapshots

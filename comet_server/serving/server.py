@@ -30,7 +30,8 @@ from comet_server.protocol.acceptor import Acceptor
 from comet_server.protocol.connection import ConnState, HTTPConnection
 from comet_server.protocol.wsgi_environ import base_environ, build_environ
 from comet_server.push.hub import Hub
-from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents
+from comet_server.push.events import Delivery
+from comet_server.push.waits import STREAM_LIFETIME_JITTER, FollowEvents
 from comet_server.serving.config import ServerConfig
 from comet_server.serving.exchange import Exchange, Phase, Resumptions, WSGIApp
 from comet_server.serving.metrics import (
