@@ -56,6 +56,14 @@
     }
     return null;
   }
+  /* A chart line: the p99 of the histogram ``field`` of the total, in ms. */
+  function p99Line(label, color, field) {
+    return {label: label, color: color, value: function (feed, previous) {
+      if (!previous || !previous.running) { return null; }
+      var q = p99(feed.total[field], previous.total[field]);
+      return q === null ? null : q * 1000;
+    }};
+  }
   function brokerText(workers) {
     var withBroker = workers.filter(function (w) { return w.broker; });
     if (!withBroker.length) { return "none"; }
@@ -98,22 +106,12 @@
      what: "How long requests and renders waited for a free pool thread: the 99th " +
            "percentile between two readings (bucket bound). Near 0 unless every thread " +
            "is busy.",
-     lines: [{label: "queued p99 (ms)", color: "#8e3db8",
-              value: function (feed, previous) {
-                if (!previous || !previous.running) { return null; }
-                var q = p99(feed.total.queued_seconds, previous.total.queued_seconds);
-                return q === null ? null : q * 1000;
-              }}]},
+     lines: [p99Line("queued p99 (ms)", "#8e3db8", "queued_seconds")]},
     {key: "lag", title: "Event-loop lag, p99 of each interval (ms)",
      what: "How late the loop's timer probes ran: the 99th percentile of the probes " +
            "between two readings, rounded up to the bound of its histogram bucket. " +
            "The table's \u201cloop lag\u201d is the single latest probe, exact.",
-     lines: [{label: "lag p99 (ms)", color: "#b4234f",
-              value: function (feed, previous) {
-                if (!previous || !previous.running) { return null; }
-                var q = p99(feed.total.loop_lag_seconds, previous.total.loop_lag_seconds);
-                return q === null ? null : q * 1000;
-              }}]}
+     lines: [p99Line("lag p99 (ms)", "#b4234f", "loop_lag_seconds")]}
   ];
 
   // value(w, row): w is a worker's snapshot (or the total); row = {name, broker, state}.
@@ -276,11 +274,11 @@
     var accepting = feed.workers.filter(function (w) {
       return stateText(w) === "accepting";
     }).length;
-    var total = tableRow(feed.total, {
+    var totalRow = tableRow(feed.total, {
       name: "total (" + count + (count === 1 ? " worker)" : " workers)"),
       broker: brokerText(feed.workers), state: accepting + "/" + count + " accepting"});
-    total.id = "status-total";
-    tfoot.appendChild(total);
+    totalRow.id = "status-total";
+    tfoot.appendChild(totalRow);
   }
 
   /* ---- the feed ---- */
