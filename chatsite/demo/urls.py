@@ -8,8 +8,6 @@ app_name = "demo"
 urlpatterns = [
     path("", views.demo, name="demo"),
     path("page/", views.page, name="page"),
-    path("stage1/", views.stage1),
-    path("stage2/", views.stage2),
-    path("stage3/", views.stage3),
+    path("stage<int:number>/", views.stage),
     path("last_stage4/", views.last_stage4),
 ]
