@@ -114,26 +114,25 @@
      lines: [p99Line("lag p99 (ms)", "#b4234f", "loop_lag_seconds")]}
   ];
 
-  // value(w, row): w is a worker's snapshot (or the total); row = {name, broker, state}.
+  // show: the snapshot field shown as it is; else value(w, row): w is a worker's snapshot
+  // (or the total); row = {name, broker, state}.
   var COLUMNS = [
     {field: "worker", label: "worker", what: "the worker's process id",
      value: function (w, row) { return row.name; }},
-    {field: "connections", label: "conns", what: "open connections",
-     value: function (w) { return w.connections; }},
+    {field: "connections", label: "conns", what: "open connections", show: "connections"},
     {field: "parked", label: "parked", what: "long-polls waiting for an event",
-     value: function (w) { return w.parked; }},
-    {field: "streams", label: "streams", what: "open event streams",
-     value: function (w) { return w.streaming; }},
+     show: "parked"},
+    {field: "streams", label: "streams", what: "open event streams", show: "streaming"},
     {field: "published", label: "published", what: "events published since start",
-     value: function (w) { return w.published_total; }},
+     show: "published_total"},
     {field: "deliveries", label: "delivered", what: "events delivered to clients since start",
-     value: function (w) { return w.delivered_total; }},
+     show: "delivered_total"},
     {field: "requests", label: "requests", what: "HTTP requests since start",
-     value: function (w) { return w.requests_total; }},
+     show: "requests_total"},
     {field: "5xx", label: "5xx", what: "server-error answers since start",
      value: function (w) { return (w.responses || {})["5xx"] || 0; }},
     {field: "undelivered", label: "undeliv.", what: "events that found a client gone",
-     value: function (w) { return w.not_delivered; }},
+     show: "not_delivered"},
     {field: "rejected", label: "rejected", what: "connections or requests refused at a cap",
      value: function (w) { return sum(w.cap_hits); }},
     {field: "lag", label: "loop lag", what: "lateness of the latest loop probe",
@@ -254,7 +253,7 @@
     COLUMNS.forEach(function (column) {
       var td = document.createElement("td");
       td.setAttribute("data-field", column.field);
-      td.textContent = String(column.value(w, row));
+      td.textContent = String(column.show ? w[column.show] : column.value(w, row));
       if (column.bad && column.bad(w, row)) { td.className = "status-bad"; }
       tr.appendChild(td);
     });
