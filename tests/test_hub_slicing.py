@@ -150,3 +150,33 @@ def test_a_failing_waiter_does_not_lose_the_others(fresh_hub):
     with pytest.raises(RuntimeError):  # no scheduler: the publisher sees the error...
         fresh_hub.publish("c", "x", cursor=1)
     assert sorted(got) == [i for i in range(50) if i != 25]  # ...after all the others
+
+
+def test_fan_out_is_timed_once_per_dispatch_and_deliveries_counted(fresh_hub):
+    """The fan-out histogram gets one observation for a dispatch's waiters (however
+    many deliveries they need) and one per group of followers; ``delivered_total``
+    counts waiters woken with events and batches handed to followers, not the empty
+    answers of ``wake_all``."""
+    soon: list = []
+    turns: list = []
+    fresh_hub.set_scheduler(soon.append, after_io=turns.append)
+
+    def run_all() -> None:
+        while soon or turns:
+            (soon or turns).pop(0)()
+
+    observed: list[float] = []
+    fresh_hub.on_fanout = observed.append
+    for after in (0, 0, 1, 1, 1):  # two cursors: two deliveries for the waiters
+        fresh_hub.watch(("c",), after, lambda d: burn(RENDER_COST))
+    for after in (0, 1):  # two groups of followers
+        fresh_hub.follow(("c",), after, lambda d: burn(RENDER_COST))
+    fresh_hub.publish("c", "a", cursor=1)
+    fresh_hub.publish("c", "b", cursor=2)  # one dispatch for both
+    run_all()
+    assert len(observed) == 3 and all(seconds > 0 for seconds in observed)
+    assert fresh_hub.delivered_total == 5 + 2
+    fresh_hub.watch(("c",), 5, lambda d: None)
+    fresh_hub.wake_all()
+    run_all()
+    assert fresh_hub.delivered_total == 7 and len(observed) == 3

@@ -27,7 +27,7 @@ from comet_server.push.broker import Broker
 from comet_server.push.events import Delivery, Event
 from comet_server.push.matcher import match, top_cursor
 from comet_server.push.signals import SignalWindows, Timers
-from comet_server.push.slicer import Batch, Scheduler, Slicer, Target
+from comet_server.push.slicer import Batch, FanOut, Scheduler, Slicer
 
 
 class Watch:
@@ -239,8 +239,7 @@ class Hub:
             if not followers:
                 continue
             for wanted, group in match(followers, events):
-                delivery = Delivery(wanted, memo)
-                jobs.append(Batch([(f, delivery) for f in group], since, log_errors=True))
+                jobs.append(Batch(group, Delivery(wanted, memo), FanOut(since), log_errors=True))
             top = top_cursor(events)
             if top is not None:
                 moves.append((followers, top))
@@ -254,7 +253,8 @@ class Hub:
 
     def _match_waiters(self, by_channel: dict[str, list[Event]], memo: dict[Any, Any],
                        since: float) -> list[Batch]:
-        """The waiters woken by a dispatch, taken out of the hub, as one job."""
+        """The waiters woken by a dispatch, taken out of the hub: a job per delivery,
+        timed together."""
         woken: dict[Watch, list[Event]] = {}
         for channel, events in by_channel.items():
             for wanted, group in match(tuple(self._waiters.get(channel, ())), events):
@@ -266,8 +266,7 @@ class Hub:
         # Waiters with the same channels and events share one Delivery (what it holds
         # does not depend on their cursors), so a renderer that memoises on it does its
         # work once for all of them.
-        shared: dict[Any, Delivery] = {}
-        calls: list[tuple[Target, Delivery | None]] = []
+        shared: dict[Any, tuple[Delivery, list[Watch]]] = {}
         for watch, events in woken.items():
             self._remove(watch)
             key: Hashable
@@ -275,11 +274,12 @@ class Hub:
                 key = (watch.channels, id(events))  # the list shared per channel/cursor
             else:
                 key = (watch.channels, tuple(id(e) for e in events))
-            delivery = shared.get(key)
-            if delivery is None:
-                delivery = shared[key] = Delivery(events, memo)
-            calls.append((watch, delivery))
-        return [Batch(calls, since)]
+            entry = shared.get(key)
+            if entry is None:
+                entry = shared[key] = (Delivery(events, memo), [])
+            entry[1].append(watch)
+        fanout = FanOut(since)
+        return [Batch(watches, delivery, fanout) for delivery, watches in shared.values()]
 
     # -- waiting -------------------------------------------------------------------
 
@@ -311,7 +311,7 @@ class Hub:
                 watch.active = True
                 _register(self._waiters, watch, channels)
                 return watch
-            start = self._slicer.queue([Batch([(watch, Delivery(ready))])])
+            start = self._slicer.queue([Batch([watch], Delivery(ready))])
         if start:
             self.call_soon(self._slicer.run)
         return watch
@@ -373,10 +373,9 @@ class Hub:
                 _unregister(self._followers, follower, follower.channels)
             jobs = []
             if lost:  # their streams end and their clients resume from the durable store
-                jobs.append(Batch([(f, None) for f in lost], log_errors=True))
+                jobs.append(Batch(list(lost), None, log_errors=True))
             if watches:
-                delivery = Delivery([])
-                jobs.append(Batch([(w, delivery) for w in watches]))
+                jobs.append(Batch(list(watches), Delivery([])))
             start = self._slicer.queue(jobs)
         if start:
             self.call_soon(self._slicer.run)

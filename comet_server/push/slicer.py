@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,18 +37,31 @@ class Target(Protocol):
 
 
 @dataclass(slots=True, eq=False)
-class Batch:
-    """One fan-out job: each target is called with its delivery (``None``: "you may
-    have missed events").  ``since``: when its events arrived (``perf_counter``); the
-    job is then timed (``on_fanout``) and its deliveries counted; ``None``: neither
-    (timeouts, ``wake_all``).  ``log_errors``: a failing call is logged and the rest
-    go on (event streams); else the first error is raised to whoever runs the slice,
-    once the others were called."""
+class FanOut:
+    """Jobs timed together: ``on_fanout`` is told the seconds since ``since`` (when
+    their events arrived, ``perf_counter``) once the last of them is done."""
 
-    calls: list[tuple[Target, Delivery | None]]
-    since: float | None = None
+    since: float
+    jobs: int = 0  # not done yet
+
+
+@dataclass(slots=True, eq=False)
+class Batch:
+    """One fan-out job: each target is called with ``delivery`` (``None``: "you may
+    have missed events").  With a ``fanout`` the job is timed and its calls with events
+    counted (``delivered_total``); without, neither (``wake_all``, the history).
+    ``log_errors``: a failing call is logged and the rest go on (event streams); else
+    the first error is raised to whoever runs the slice, once the others were called."""
+
+    targets: Sequence[Target]
+    delivery: Delivery | None
+    fanout: FanOut | None = None
     log_errors: bool = False
-    next: int = 0  # the first call not made yet
+    next: int = 0  # the first target not called yet
+
+    def __post_init__(self) -> None:
+        if self.fanout is not None:
+            self.fanout.jobs += 1
 
 
 class Slicer:
@@ -83,7 +96,8 @@ class Slicer:
     def run(self) -> None:
         """One slice: call targets until the queue is empty or the slice is over."""
         after_io, generation = self._after_io, self._generation
-        deadline = time.perf_counter() + FAN_OUT_SLICE_SECONDS
+        clock, limit = time.perf_counter, FAN_OUT_SLICE
+        deadline = clock() + FAN_OUT_SLICE_SECONDS
         jobs = self._jobs
         calls = delivered = 0
         error: Exception | None = None
@@ -96,21 +110,19 @@ class Slicer:
                         self._running = False
                         return
                     job = jobs[0]
-                pairs, index, counted = job.calls, job.next, job.since is not None
-                count = len(pairs)
-                while index < count:
-                    if after_io is not None and calls and (
-                            calls >= FAN_OUT_SLICE or time.perf_counter() >= deadline):
+                targets, delivery, fanout = job.targets, job.delivery, job.fanout
+                counted = fanout is not None and delivery is not None
+                for index in range(job.next, len(targets)):
+                    if calls and after_io is not None and (calls >= limit
+                                                           or clock() >= deadline):
                         job.next = index
                         after_io(lambda: self._resume(generation))
                         return
-                    target, delivery = pairs[index]
-                    index += 1
                     calls += 1
-                    call = target.take()
+                    call = targets[index].take()
                     if call is None:  # cancelled or unfollowed while waiting for its slice
                         continue
-                    delivered += counted and delivery is not None
+                    delivered += counted
                     try:
                         call(delivery)
                     except Exception as exc:
@@ -120,8 +132,10 @@ class Slicer:
                             error = exc
                 with self._lock:
                     jobs.popleft()
-                if job.since is not None and self.on_fanout is not None:
-                    self.on_fanout(time.perf_counter() - job.since)
+                if fanout is not None:
+                    fanout.jobs -= 1
+                    if not fanout.jobs and self.on_fanout is not None:
+                        self.on_fanout(clock() - fanout.since)
         finally:
             self.delivered_total += delivered
             if error is not None:
