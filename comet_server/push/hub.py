@@ -103,7 +103,8 @@ class Hub:
     @property
     def on_fanout(self) -> Callable[[float], None] | None:
         """Told the seconds from an event's arrival to the last waiter it woke (the
-        server's fan-out histogram); once per fan-out job, never per waiter."""
+        server's fan-out histogram): once for a dispatch's waiters, once per group of
+        followers in step (``slicer.FanOut``), never per waiter."""
         return self._slicer.on_fanout
 
     @on_fanout.setter
