@@ -24,7 +24,8 @@ from typing import Any
 
 from comet_server.push import blocking
 from comet_server.push.broker import Broker
-from comet_server.push.events import Delivery, Event
+from comet_server.push.events import Delivery
+from comet_server.push.events import Event as Event  # importable from here too (CHANGELOG)
 from comet_server.push.matcher import match, top_cursor
 from comet_server.push.signals import SignalWindows, Timers
 from comet_server.push.slicer import Batch, FanOut, Scheduler, Slicer

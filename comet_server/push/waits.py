@@ -20,7 +20,9 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from comet_server.push.events import Delivery, Event
+# Defined with the hub's other types; importable from here too (CHANGELOG).
+from comet_server.push.events import Delivery as Delivery
+from comet_server.push.events import Event as Event
 
 log = logging.getLogger(__name__)
 
