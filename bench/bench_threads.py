@@ -51,7 +51,10 @@ PUBLISH_THREADS = 12
 
 
 def ours(app: str, *options: str) -> ServerProcess:
-    return ServerProcess(wsgi_app_argv(app, "--no-access-log", *options), name="comet")
+    # Every client of the bench is 127.0.0.1: no per-client cap.
+    return ServerProcess(wsgi_app_argv(app, "--no-access-log",
+                                       "--max-connections-per-client", "0", *options),
+                         name="comet")
 
 
 def gunicorn(app: str, *options: str) -> ServerProcess:

@@ -50,12 +50,12 @@ def _busy(server, threads_busy: int, **more: int) -> dict:
 
 
 def test_slow_views_do_not_delay_a_publish_nor_the_health_check(tmp_path) -> None:
-    """Four views sleep 2 s on threads: a publish reaches 50 parked polls and 5 event
+    """Four views sleep 2 s on threads: a publish reaches 200 parked polls and 5 event
     streams at once, /_comet/live answers at once (before the pool, all of it waited
     for the views, one after the other)."""
     server = _start(tmp_path)
     channel = f"slow-{uuid.uuid4().hex[:8]}"
-    polls = [_send(server.port, f"/wait/{channel}?after=0&timeout=30") for _ in range(50)]
+    polls = [_send(server.port, f"/wait/{channel}?after=0&timeout=30") for _ in range(200)]
     streams = []
     for _ in range(5):
         sock = _send(server.port, f"/sse/{channel}?lifetime=60")
@@ -64,7 +64,7 @@ def test_slow_views_do_not_delay_a_publish_nor_the_health_check(tmp_path) -> Non
         assert head.status == 200
         read_chunk(reader, head)  # retry: and the opening
         streams.append((sock, reader, head))
-    server.wait_stats(lambda s: s["parked"] >= 50 and s["event_streams"] >= 5)
+    server.wait_stats(lambda s: s["parked"] >= 200 and s["event_streams"] >= 5)
     slow = [_send(server.port, "/block?s=2") for _ in range(4)]
     _busy(server, 4)
     started = time.monotonic()
