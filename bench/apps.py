@@ -13,11 +13,11 @@ import itertools
 import time
 from collections.abc import Iterator
 
-from comet_server.push.hub import Event, get_hub
+from comet_server.push.default_hub import get_hub
+from comet_server.push.events import Delivery, Event
 from comet_server.push.sse import retry_field
 from comet_server.push.waits import (
     CometCoroutine,
-    Delivery,
     FollowEvents,
     WaitForEvents,
     iterate_blocking,

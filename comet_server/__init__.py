@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from comet_server.push.hub import Event, Hub, get_hub, publish, set_hub_factory
+from comet_server.push.default_hub import get_hub, publish, set_hub_factory
+from comet_server.push.events import Delivery, Event
+from comet_server.push.hub import Hub
 from comet_server.push.sse import ServerSentEvent
-from comet_server.push.waits import Delivery, FollowEvents, Sleep, StreamEnd, WaitForEvents
+from comet_server.push.waits import FollowEvents, Sleep, StreamEnd, WaitForEvents
 from comet_server.settings import make_hub
 
 # publish() anywhere (a view, a command, plain Python) reaches COMET_BROKER if set.

@@ -48,11 +48,11 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import ResponseHeaders
 from django.urls import resolve
 
-from comet_server.push.hub import Event, get_hub
+from comet_server.push.default_hub import get_hub
+from comet_server.push.events import Delivery, Event
 from comet_server.push.sse import ServerSentEvent, comment, retry_field
 from comet_server.push.waits import (
     CometCoroutine,
-    Delivery,
     FollowEvents,
     Sleep,
     Status,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from comet_server.push.hub import Broker, Hub
+from comet_server.push.broker import Broker
+from comet_server.push.hub import Hub
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})

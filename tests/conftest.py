@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from comet_server.push.hub import Hub, get_hub, set_hub
+from comet_server.push.default_hub import get_hub, set_hub
+from comet_server.push.hub import Hub
 from tests.helpers.proc import ServerProcess, launch, runcomet_argv, wsgi_app_argv
 
 StartServer = Callable[..., ServerProcess]

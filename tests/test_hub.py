@@ -4,8 +4,9 @@ import threading
 
 import pytest
 
-from comet_server.push.hub import Event, Hub
-from comet_server.push.waits import Delivery, Sleep, WaitForEvents, iterate_blocking
+from comet_server.push.events import Delivery, Event
+from comet_server.push.hub import Hub
+from comet_server.push.waits import Sleep, WaitForEvents, iterate_blocking
 
 
 def test_publish_wakes_waiters_behind_the_cursor_only():

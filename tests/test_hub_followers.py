@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from comet_server.push import hub as hub_module
-from comet_server.push.hub import Event, Hub
-from comet_server.push.waits import Delivery
+from comet_server.push import slicer
+from comet_server.push.events import Delivery, Event
+from comet_server.push.hub import Hub
 
 
 class FakeLoop:
@@ -121,7 +121,7 @@ def test_followers_in_step_share_one_delivery() -> None:
 def test_in_order_delivery_when_a_fan_out_spans_several_turns(monkeypatch) -> None:
     """A second dispatch arriving while the first is still being handed out slice by
     slice is queued behind it: no follower ever gets a later batch first."""
-    monkeypatch.setattr(hub_module, "FAN_OUT_SLICE_SECONDS", 0.0)  # a slice per 64
+    monkeypatch.setattr(slicer, "FAN_OUT_SLICE_SECONDS", 0.0)  # a slice per call
     hub = Hub()
     loop = FakeLoop(hub)
     recorders = [Recorder() for _ in range(200)]
@@ -161,7 +161,7 @@ def test_multi_channel_follower_is_matched_against_its_cursor_before_the_dispatc
 
 
 def test_unfollow_drops_batches_already_queued(monkeypatch) -> None:
-    monkeypatch.setattr(hub_module, "FAN_OUT_SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(slicer, "FAN_OUT_SLICE_SECONDS", 0.0)
     hub = Hub()
     loop = FakeLoop(hub)
     recorders = [Recorder() for _ in range(200)]
@@ -200,7 +200,7 @@ def test_wake_all_ends_every_follower_after_what_was_queued(monkeypatch) -> None
     """A broker reconnect (``wake_all``): every follower gets ``None`` (its stream ends
     with LOST), on the loop and after the batches already queued for it, is dropped,
     and gets nothing more.  Parked waiters get their empty answer too."""
-    monkeypatch.setattr(hub_module, "FAN_OUT_SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(slicer, "FAN_OUT_SLICE_SECONDS", 0.0)
     hub = Hub()
     loop = FakeLoop(hub)
     recorders = [Recorder() for _ in range(150)]
@@ -243,7 +243,7 @@ def test_a_failing_follower_does_not_stop_the_others(caplog: pytest.LogCaptureFi
     hub.follow(("c",), None, before)
     hub.follow(("c",), None, broken)
     hub.follow(("c",), None, after)
-    logger = logging.getLogger("comet_server.push.hub")  # may not propagate (settings)
+    logger = logging.getLogger("comet_server.push.slicer")  # may not propagate (settings)
     logger.addHandler(caplog.handler)
     try:
         hub.publish("c", "x", cursor=1)

@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from comet_server.push.hub import HELD_SIGNALS, Event, Hub
-from comet_server.push.waits import Delivery
+from comet_server.push.events import Delivery, Event
+from comet_server.push.hub import Hub
+from comet_server.push.signals import HELD_SIGNALS
 
 WINDOW = 1.0
 

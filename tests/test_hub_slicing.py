@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from comet_server.push import hub as hub_module
+from comet_server.push import slicer
+from comet_server.push.events import Delivery
 from comet_server.push.hub import Hub
-from comet_server.push.waits import Delivery
 
 RENDER_COST = 1 / 256  # seconds each waiter's answer below takes (exact in binary)
 # No turn may keep the loop longer than a slice and the one render that crossed it.
-LOOP_BUDGET = hub_module.FAN_OUT_SLICE_SECONDS + RENDER_COST
+LOOP_BUDGET = slicer.FAN_OUT_SLICE_SECONDS + RENDER_COST
 
 
 class FakeClock:
@@ -87,20 +87,20 @@ def test_slow_renders_are_woken_over_many_short_turns(fresh_hub):
     loop.run_turns()
     assert sorted(woken) == list(range(100))  # everyone, once
     assert max(loop.durations) <= LOOP_BUDGET, loop.durations
-    per_turn = int(hub_module.FAN_OUT_SLICE_SECONDS // RENDER_COST) + 1
+    per_turn = int(slicer.FAN_OUT_SLICE_SECONDS // RENDER_COST) + 1
     assert len(loop.durations) >= 100 // per_turn  # ~0.4 s of work in slices of ~20 ms
 
 
 def test_cheap_renders_still_go_by_the_count_cap(fresh_hub, monkeypatch):
-    monkeypatch.setattr(hub_module, "FAN_OUT_SLICE_SECONDS", 60.0)  # only the count counts
+    monkeypatch.setattr(slicer, "FAN_OUT_SLICE_SECONDS", 60.0)  # only the count counts
     loop = FakeLoop(fresh_hub)
     got: list[Delivery] = []
-    for _ in range(hub_module.FAN_OUT_SLICE * 2 + 1):
+    for _ in range(slicer.FAN_OUT_SLICE * 2 + 1):
         fresh_hub.watch(("c",), 0, got.append)
     fresh_hub.publish("c", "x", cursor=1)
-    assert len(got) == hub_module.FAN_OUT_SLICE
+    assert len(got) == slicer.FAN_OUT_SLICE
     loop.run_turns()
-    assert len(got) == hub_module.FAN_OUT_SLICE * 2 + 1 and len(loop.durations) == 3
+    assert len(got) == slicer.FAN_OUT_SLICE * 2 + 1 and len(loop.durations) == 3
 
 
 def test_a_waiter_cancelled_before_its_time_slice_is_not_woken(fresh_hub):
@@ -150,3 +150,33 @@ def test_a_failing_waiter_does_not_lose_the_others(fresh_hub):
     with pytest.raises(RuntimeError):  # no scheduler: the publisher sees the error...
         fresh_hub.publish("c", "x", cursor=1)
     assert sorted(got) == [i for i in range(50) if i != 25]  # ...after all the others
+
+
+def test_fan_out_is_timed_once_per_dispatch_and_deliveries_counted(fresh_hub):
+    """The fan-out histogram gets one observation for a dispatch's waiters (however
+    many deliveries they need) and one per group of followers; ``delivered_total``
+    counts waiters woken with events and batches handed to followers, not the empty
+    answers of ``wake_all``."""
+    soon: list = []
+    turns: list = []
+    fresh_hub.set_scheduler(soon.append, after_io=turns.append)
+
+    def run_all() -> None:
+        while soon or turns:
+            (soon or turns).pop(0)()
+
+    observed: list[float] = []
+    fresh_hub.on_fanout = observed.append
+    for after in (0, 0, 1, 1, 1):  # two cursors: two deliveries for the waiters
+        fresh_hub.watch(("c",), after, lambda d: burn(RENDER_COST))
+    for after in (0, 1):  # two groups of followers
+        fresh_hub.follow(("c",), after, lambda d: burn(RENDER_COST))
+    fresh_hub.publish("c", "a", cursor=1)
+    fresh_hub.publish("c", "b", cursor=2)  # one dispatch for both
+    run_all()
+    assert len(observed) == 3 and all(seconds > 0 for seconds in observed)
+    assert fresh_hub.delivered_total == 5 + 2
+    fresh_hub.watch(("c",), 5, lambda d: None)
+    fresh_hub.wake_all()
+    run_all()
+    assert fresh_hub.delivered_total == 7 and len(observed) == 3

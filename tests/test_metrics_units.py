@@ -9,7 +9,8 @@ import logging
 
 from comet_server.protocol.responder import escape
 from comet_server.serving.logs import JsonFormatter
-from comet_server.serving.metrics import Histogram, ServerMetrics, exposition, sum_snapshots
+from comet_server.serving.metrics import Histogram, ServerMetrics, exposition
+from comet_server.serving.snapshot import sum_snapshots
 from tests.helpers.scrape import Scrape
 
 

@@ -27,8 +27,10 @@ from typing import Any
 
 import pytest
 
-from comet_server.push import hub as hub_module
-from comet_server.push.hub import Event, Hub, publish, set_hub
+from comet_server.push import default_hub as default_hub_module
+from comet_server.push.default_hub import publish, set_hub
+from comet_server.push.events import Event
+from comet_server.push.hub import Hub
 from tests.helpers.proc import ServerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,9 +279,9 @@ class ListHandler(logging.Handler):
 
 @pytest.fixture
 def unreachable_warnings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The process has not warned yet; collects what ``comet_server.push.hub`` logs."""
-    monkeypatch.setattr(hub_module, "_warned_unreachable", False)
-    logger = logging.getLogger("comet_server.push.hub")
+    """The process has not warned yet; collects what ``comet_server.push.default_hub`` logs."""
+    monkeypatch.setattr(default_hub_module, "_warned_unreachable", False)
+    logger = logging.getLogger("comet_server.push.default_hub")
     handler = ListHandler()
     logger.addHandler(handler)
     level = logger.level
@@ -316,7 +318,7 @@ def test_no_warning_with_a_broker(unreachable_warnings: list[str]) -> None:
     publish("shell:a", {"n": 1}, cursor=1)
     assert [e.channel for e in broker.sent] == ["shell:a"]
     assert unreachable_warnings == []
-    assert hub_module._warned_unreachable is False
+    assert default_hub_module._warned_unreachable is False
 
 
 def test_no_warning_under_a_server_scheduler(fresh_hub: Hub,
@@ -344,4 +346,4 @@ def test_a_refused_publish_does_not_warn(unreachable_warnings: list[str]) -> Non
     with pytest.raises(TypeError):
         publish("shell:a", object())
     assert unreachable_warnings == []
-    assert hub_module._warned_unreachable is False
+    assert default_hub_module._warned_unreachable is False

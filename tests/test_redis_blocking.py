@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from comet_server.push.hub import Event, Hub
+from comet_server.push.events import Event
+from comet_server.push.hub import Hub
 from comet_server.push.redis_broker import RedisBroker
 from tests.helpers.proc import REDIS_URL
 

@@ -16,8 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from chatsite.rooms import presence, queries, services, updates
 from chatsite.rooms.models import Message, Room
 from comet_server import wait_for_events
-from comet_server.push.hub import Event, Hub
-from comet_server.push.waits import Delivery, Status
+from comet_server.push.events import Delivery, Event
+from comet_server.push.hub import Hub
+from comet_server.push.waits import Status
 
 N = 1000
 

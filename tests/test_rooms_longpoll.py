@@ -15,7 +15,7 @@ from django.test import Client
 from chatsite.rooms import services
 from chatsite.rooms.models import Room
 from chatsite.rooms.updates import RoomUpdates
-from comet_server.push.hub import get_hub
+from comet_server.push.default_hub import get_hub
 from tests.helpers.proc import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -817,7 +817,9 @@ def test_blocking_fallback_with_a_broker_keeps_events_published_together(
     published together (two users posting at once) must both reach it."""
     import redis
 
-    from comet_server.push.hub import Event, Hub, set_hub
+    from comet_server.push.default_hub import set_hub
+    from comet_server.push.events import Event
+    from comet_server.push.hub import Hub
     from comet_server.push.redis_broker import PREFIX, RedisBroker
 
     redis_server = PrivateRedis(tmp_path)
@@ -856,7 +858,8 @@ def test_blocking_fallback_with_a_broker_keeps_events_published_together(
 def test_blocking_fallback_pings_only_after_a_heartbeat_of_silence(
         tmp_path: Path, broker: bool) -> None:
     """A 1 s stream with a 5 s heartbeat has nothing to ping about."""
-    from comet_server.push.hub import Hub, set_hub
+    from comet_server.push.default_hub import set_hub
+    from comet_server.push.hub import Hub
     from comet_server.push.redis_broker import RedisBroker
 
     redis_server = PrivateRedis(tmp_path) if broker else None

@@ -15,7 +15,7 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from hypothesis import given
 from hypothesis import strategies as st
 
-from comet_server.push.hub import Event
+from comet_server.push.events import Event
 from comet_server.push.sse import ServerSentEvent, comment, retry_field
 from comet_server.push.waits import FollowEvents, StreamEnd
 from comet_server.responses import PING, RESYNC, _Frames, event_stream

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+
+from comet_server.serving.snapshot import FIELDS
 
 
 @pytest.mark.django_db
@@ -34,3 +39,31 @@ def test_staff_get_the_page_and_a_feed(admin_client) -> None:
     assert feed["Cache-Control"].startswith("max-age=0")
     assert b'id="status-link"' in admin_client.get("/admin/").content
     assert b'id="nav-status"' in admin_client.get("/").content
+
+
+STATUS_JS = Path(__file__).resolve().parent.parent / "chatsite/static/status/status.js"
+
+
+def fields_read_by_the_page(js: str) -> set[str]:
+    """The snapshot fields status.js reads: ``w.x`` (a worker's or the total's),
+    ``t.x`` and ``total.x`` (the total), the histograms its p99 lines name and the
+    fields its columns show as they are (``show: "x"``)."""
+    names = set(re.findall(r"\b(?:w|t|total)\.([A-Za-z_][A-Za-z0-9_]*)", js))
+    names |= set(re.findall(r"p99Line\(.*?\"([A-Za-z0-9_]+)\"\)", js))
+    names |= set(re.findall(r"\bshow: \"([A-Za-z0-9_]+)\"", js))
+    return names
+
+
+def test_the_page_reads_only_fields_of_the_worker_snapshot() -> None:
+    """The columns and charts (status.js's COLUMNS and CHARTS) name fields of the one
+    typed snapshot the feed sends (``WorkerSnapshot``), or the total's worker count."""
+    read = fields_read_by_the_page(STATUS_JS.read_text())
+    assert {"connections", "parked", "not_delivered", "loop_lag_seconds",
+            "queued_seconds"} <= read
+    assert read - {"workers"} <= set(FIELDS), read - set(FIELDS)
+
+
+def test_a_misspelt_field_in_the_page_is_caught() -> None:
+    for js in ("value: function (w) { return w.conections; }", 'show: "parkd"}',
+               'lines: [p99Line("lag p99 (ms)", "#b4234f", "loop_lag_secs")]'):
+        assert not fields_read_by_the_page(js) <= set(FIELDS), js

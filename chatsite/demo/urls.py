@@ -9,8 +9,6 @@ urlpatterns = [
     path("", views.demo, name="demo"),
     path("page/", views.page, name="page"),
     path("echo", views.echo, name="echo"),
-    path("stage1/", views.stage1),
-    path("stage2/", views.stage2),
-    path("stage3/", views.stage3),
+    path("stage<int:number>/", views.stage),
     path("last_stage4/", views.last_stage4),
 ]

@@ -2,31 +2,25 @@
 and ``/demo/echo``, the smallest WebSocket: every message comes back as it was sent
 (what the Autobahn conformance cases drive)."""
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from comet_server import defer_in_time, websocket
 from comet_server.sockets import Socket
 
+STAGES = 3  # /demo/stage1/ to /demo/stage3/, then /demo/last_stage4/ ends the stream
+
 
 def demo(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse("First content<br /> ")
-    return defer_in_time(response, 1, "/demo/stage1/")
+    return defer_in_time(HttpResponse("First content<br /> "), 1, "/demo/stage1/")
 
 
-def stage1(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:
-    response = HttpResponse("stage1<br /> ")
-    return defer_in_time(response, 1, "/demo/stage2/")
-
-
-def stage2(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:
-    response = HttpResponse("stage2<br /> ")
-    return defer_in_time(response, 1, "/demo/stage3/")
-
-
-def stage3(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:
-    response = HttpResponse("stage3<br /> ")
-    return defer_in_time(response, 1, "/demo/last_stage4/")
+def stage(request: HttpRequest, number: int, response_prev: HttpResponse) -> HttpResponse:
+    """Stage ``number``: its chunk, then the next stage a second later."""
+    if not 1 <= number <= STAGES:
+        raise Http404("no such stage")
+    following = f"/demo/stage{number + 1}/" if number < STAGES else "/demo/last_stage4/"
+    return defer_in_time(HttpResponse(f"stage{number}<br /> "), 1, following)
 
 
 def last_stage4(request: HttpRequest, response_prev: HttpResponse) -> HttpResponse:

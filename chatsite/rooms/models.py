@@ -39,7 +39,17 @@ class Room(models.Model):
         return reverse("rooms:room", args=[self.slug])
 
 
-class Message(models.Model):
+class RoomLog(models.Model):
+    """A row of a room's log (messages, moderation changes): its auto id is the cursor
+    a page resumes from, so rows are read in id order, each model through an index on
+    (room, id)."""
+
+    class Meta:
+        abstract = True
+        ordering = ["id"]
+
+
+class Message(RoomLog):
     """A posted message.  The auto id orders messages site-wide and is the poll cursor."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
@@ -59,8 +69,7 @@ class Message(models.Model):
     )
     edited_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["id"]
+    class Meta(RoomLog.Meta):
         indexes = [models.Index(fields=["room", "id"], name="rooms_msg_room_id")]
 
     def __str__(self) -> str:
@@ -89,7 +98,7 @@ class ChangeKind(models.TextChoices):
     EDITED = Signal.EDITED.value
 
 
-class MessageChange(models.Model):
+class MessageChange(RoomLog):
     """One moderation change of a message.  Its auto id orders the changes of the whole
     site: a page resuming after change N asks for the changes above N."""
 
@@ -100,8 +109,7 @@ class MessageChange(models.Model):
                            on_delete=models.SET_NULL, related_name="+")
     at = models.DateTimeField(default=timezone.now)
 
-    class Meta:
-        ordering = ["id"]
+    class Meta(RoomLog.Meta):
         indexes = [models.Index(fields=["room", "id"], name="rooms_change_room_id")]
 
     def __str__(self) -> str:

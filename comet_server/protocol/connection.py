@@ -22,7 +22,8 @@ import math
 import select
 import socket
 import time
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from comet_server import ctypes_event as ev
 from comet_server.protocol import http1
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("comet_server.protocol.connection")
 
 RECV_SIZE = 64 * 1024
+A = TypeVar("A")
+R = TypeVar("R")
 LINGER_SECONDS = 2.0  # after our FIN, how long unread input is drained before closing
 
 
@@ -256,13 +259,20 @@ class HTTPConnection:
 
     # -- reading --------------------------------------------------------------------
 
-    def on_readable(self) -> None:
+    def _socket_io(self, call: Callable[[int, A], R], arg: A, blocked: R | None) -> R | None:
+        """``call(fd, arg)`` (a recv or a send): its result, ``blocked`` when the socket
+        would block, ``None`` when the client is gone (the connection is closed)."""
         try:
-            data = ev.recv(self.fd, RECV_SIZE)
+            return call(self.fd, arg)
         except (BlockingIOError, InterruptedError):
-            return
+            return blocked
         except OSError:
             self.close(gone=True)
+            return None
+
+    def on_readable(self) -> None:
+        data = self._socket_io(ev.recv, RECV_SIZE, None)
+        if data is None:
             return
         if not data:
             self.close(gone=self.state is not ConnState.LINGERING)
@@ -373,12 +383,8 @@ class HTTPConnection:
             self.out.append(data)
             self.queued += len(data)
             return
-        try:
-            sent = ev.send(self.fd, data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self.close(gone=True)
+        sent = self._socket_io(ev.send, data, 0)
+        if sent is None:
             return
         if sent < len(data):
             self.out.append(data[sent:])
@@ -396,12 +402,8 @@ class HTTPConnection:
     def on_writable(self) -> None:
         out = self.out
         data = out[0] if len(out) == 1 else b"".join(out)
-        try:
-            sent = ev.send(self.fd, data)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.close(gone=True)
+        sent = self._socket_io(ev.send, data, None)
+        if sent is None:  # it would block, or the client is gone
             return
         out.clear()
         if sent < len(data):

@@ -24,8 +24,8 @@ from urllib.parse import unquote, urlparse
 import hiredis
 import redis
 
-from comet_server.push.hub import Event, Hub
-from comet_server.push.waits import Delivery
+from comet_server.push.broker import Receiver
+from comet_server.push.events import Delivery, Event
 
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop
@@ -58,7 +58,7 @@ class RedisBroker:
         self.username = unquote(parsed.username) if parsed.username else None
         # subscriber state (only in a comet server process)
         self._loop: EventLoop | None = None
-        self._hub: Hub | None = None
+        self._hub: Receiver | None = None
         self._sock: socket.socket | None = None
         self._reader: Any = None
         self._stop_watch: Any = None
@@ -80,7 +80,7 @@ class RedisBroker:
 
     # -- subscribing on the comet server's loop -------------------------------------
 
-    def attach(self, loop: EventLoop, hub: Hub) -> None:
+    def attach(self, loop: EventLoop, hub: Receiver) -> None:
         """Start the subscriber on ``loop``; it feeds ``hub``."""
         self._loop, self._hub = loop, hub
         self._connect()
@@ -219,7 +219,7 @@ class RedisBroker:
             raise
         return pubsub, early
 
-    def follow_blocking(self, hub: Hub, channels: tuple[str, ...], after: int | None,
+    def follow_blocking(self, hub: Receiver, channels: tuple[str, ...], after: int | None,
                         heartbeat: float, duration: float) -> Iterator[Delivery]:
         """An event stream on one subscription of our own (see ``Hub.follow_blocking``);
         ends early if Redis fails (the client resumes from its last id)."""
@@ -264,7 +264,7 @@ class RedisBroker:
             message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
         return events
 
-    def wait_blocking(self, hub: Hub, channels: tuple[str, ...], after: int | None,
+    def wait_blocking(self, hub: Receiver, channels: tuple[str, ...], after: int | None,
                       timeout: float) -> Delivery:
         """Block on a short-lived subscription of our own until an event or timeout.
 

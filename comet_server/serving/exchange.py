@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from comet_server.protocol import http1
 from comet_server.protocol.responder import Responder
 from comet_server.protocol.websocket import Handshake
+from comet_server.push.events import Delivery
 from comet_server.push.waits import (
     CoroutineDriver,
-    Delivery,
     FollowEvents,
     Sleep,
     SocketPlan,

@@ -23,7 +23,7 @@ import os
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +35,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from comet_server.serving.snapshot import HISTOGRAMS, LABELLED, SCALARS, HistogramData
+
 if TYPE_CHECKING:
     from comet_server.loop import EventLoop
 
 __all__ = ["Histogram", "LagProbe", "ServerMetrics", "SnapshotStore", "WorkerCollector",
-           "sum_snapshots", "exposition"]
+           "exposition"]
 
 # Bucket upper bounds, in seconds.
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -82,7 +84,7 @@ class Histogram:
         counts[-1] += len(ordered) - below
         self.sum += sum(ordered)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> HistogramData:
         return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.sum}
 
 
@@ -159,7 +161,7 @@ class LagProbe:
         self.start()
 
 
-def process_figures() -> dict[str, int]:
+def process_figures() -> tuple[int, int]:
     """This process's resident memory and open descriptors (Linux /proc; 0 elsewhere)."""
     rss = fds = 0
     try:
@@ -168,7 +170,7 @@ def process_figures() -> dict[str, int]:
         fds = len(os.listdir("/proc/self/fd"))
     except (OSError, ValueError, IndexError):
         pass
-    return {"rss_bytes": rss, "open_fds": fds}
+    return rss, fds
 
 
 # -- many workers -------------------------------------------------------------------------
@@ -183,7 +185,7 @@ class SnapshotStore:
     def path(self, pid: int) -> Path:
         return self.directory / f"{pid}.json"
 
-    def write(self, snapshot: dict[str, Any]) -> None:
+    def write(self, snapshot: Mapping[str, Any]) -> None:
         pid = snapshot["worker"]
         temporary = self.directory / f".{pid}.tmp"
         try:
@@ -222,96 +224,37 @@ class SnapshotStore:
 
 # -- the exposition -----------------------------------------------------------------------
 
-# (kind, name, help, key in a snapshot) of the one-number-per-worker series.
-SCALARS: tuple[tuple[str, str, str, str], ...] = (
-    ("gauge", "comet_connections_open", "Open client connections.", "connections"),
-    ("counter", "comet_connections_accepted", "Connections accepted.", "accepted_total"),
-    ("counter", "comet_requests", "Requests read (answered or not yet).", "requests_total"),
-    ("gauge", "comet_parked", "Responses parked (a long-poll, or a stream between "
-     "chunks).", "parked"),
-    ("gauge", "comet_streams_open", "Streaming responses under way (event streams "
-     "included).", "streaming"),
-    ("gauge", "comet_event_streams_open", "Server-Sent Event streams following the hub.",
-     "event_streams"),
-    ("counter", "comet_event_streams_cut_slow", "Event streams cut for holding too much "
-     "unread.", "event_streams_cut_slow"),
-    ("gauge", "comet_waiters", "Hub waiters (parked long-polls and streams waiting for "
-     "events).", "waiters"),
-    ("counter", "comet_published", "Events published from this process.", "published_total"),
-    ("counter", "comet_deliveries", "Waiters woken with events, and batches of events "
-     "handed to event streams.", "delivered_total"),
-    ("counter", "comet_response_bytes", "Response body bytes written.", "bytes_written"),
-    ("gauge", "comet_accepting", "1 while the listener accepts (not at its cap, not "
-     "draining).", "accepting"),
-    ("gauge", "comet_draining", "1 once the process drains (SIGTERM).", "stopping"),
-    ("gauge", "comet_body_bytes_held", "Bytes held by unfinished request bodies.",
-     "body_bytes_held"),
-    ("gauge", "comet_process_resident_memory_bytes", "Resident memory.", "rss_bytes"),
-    ("gauge", "comet_process_open_fds", "Open file descriptors.", "open_fds"),
-    ("gauge", "comet_threads", "Threads that run application code (0: it runs on the "
-     "event loop).", "threads"),
-    ("gauge", "comet_threads_busy", "Threads running application code now.",
-     "threads_busy"),
-    ("gauge", "comet_queued", "Jobs waiting for a thread (new requests and steps of "
-     "admitted ones).", "queued"),
-    ("counter", "comet_queue_refused", "Requests answered 503 because the queue for "
-     "threads was full.", "queue_refused_total"),
-    ("gauge", "comet_uptime_seconds", "Seconds since the server started.", "uptime_s"),
-)
-HISTOGRAMS = (
-    ("comet_request_duration_seconds", "From a request read to its last byte written.",
-     "request_seconds"),
-    ("comet_parked_seconds", "Time a response spent parked.", "parked_seconds"),
-    ("comet_fanout_seconds", "From an event's arrival to the last waiter it woke (or the "
-     "last event stream it was written to).",
-     "fanout_seconds"),
-    ("comet_loop_lag_seconds", "How late a timer fires: the event loop's lag.",
-     "loop_lag_seconds"),
-    ("comet_queued_seconds", "How long application work waited for a thread.",
-     "queued_seconds"),
-)
-
-
-def _families(snapshots: list[dict[str, Any]]) -> Iterator[Metric]:
+def _families(snapshots: Sequence[Mapping[str, Any]]) -> Iterator[Metric]:
+    """The series of every worker, as ``WorkerSnapshot``'s annotations declare them (a
+    figure an older worker's snapshot lacks is 0, or left out for a histogram)."""
     workers = sorted(snapshots, key=lambda s: s["worker"])
-    for kind, name, help_text, key in SCALARS:
+    for key, scalar in SCALARS:
         family: GaugeMetricFamily | CounterMetricFamily
-        family = (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(
-            name, help_text, labels=["worker"])
+        family = (GaugeMetricFamily if scalar.kind == "gauge" else CounterMetricFamily)(
+            scalar.name, scalar.help, labels=["worker"])
         for snap in workers:
             family.add_metric([str(snap["worker"])], float(snap.get(key, 0)))
         yield family
-    rejected = CounterMetricFamily("comet_connections_rejected", "Connections refused or "
-                                   "put off, by cause.", labels=["worker", "cause"])
-    refused = CounterMetricFamily("comet_requests_refused", "Requests refused while being "
-                                  "read (framing, limits), by status.",
-                                  labels=["worker", "status"])
-    responses = CounterMetricFamily("comet_responses", "Responses ended, by status class.",
-                                    labels=["worker", "code"])
-    undelivered = CounterMetricFamily("comet_responses_undelivered", "Responses whose "
-                                      "end never reached the client (gone, cut).",
-                                      labels=["worker"])
+    for key, labelled in LABELLED:
+        counts = CounterMetricFamily(labelled.name, labelled.help,
+                                     labels=["worker", labelled.label])
+        for snap in workers:
+            for name, count in sorted(snap.get(key, {}).items()):
+                counts.add_metric([str(snap["worker"]), name], count)
+        yield counts
     broker_up = GaugeMetricFamily("comet_broker_connected", "1 while the broker "
                                   "subscription is up (absent without a broker).",
                                   labels=["worker"])
     reconnects = CounterMetricFamily("comet_broker_reconnects", "Broker connection "
                                      "attempts after a loss.", labels=["worker"])
     for snap in workers:
-        worker = str(snap["worker"])
-        for cause, count in sorted(snap["cap_hits"].items()):
-            rejected.add_metric([worker, cause], count)
-        for status, count in sorted(snap["refused_total"].items()):
-            refused.add_metric([worker, status], count)
-        for label in STATUS_CLASSES:
-            responses.add_metric([worker, label], snap["responses"][label])
-        undelivered.add_metric([worker], snap["not_delivered"])
         broker = snap.get("broker")
         if broker is not None:
-            broker_up.add_metric([worker], 1.0 if broker["connected"] else 0.0)
-            reconnects.add_metric([worker], broker["reconnects"])
-    yield from (rejected, refused, responses, undelivered, broker_up, reconnects)
-    for name, help_text, key in HISTOGRAMS:
-        histogram = HistogramMetricFamily(name, help_text, labels=["worker"])
+            broker_up.add_metric([str(snap["worker"])], 1.0 if broker["connected"] else 0.0)
+            reconnects.add_metric([str(snap["worker"])], broker["reconnects"])
+    yield from (broker_up, reconnects)
+    for key, spec in HISTOGRAMS:
+        histogram = HistogramMetricFamily(spec.name, spec.help, labels=["worker"])
         for snap in workers:
             data = snap.get(key)
             if data is None:  # a worker of an older version, during an upgrade
@@ -335,45 +278,17 @@ def _le(bound: float) -> str:
 class WorkerCollector(Collector):
     """A ``prometheus_client`` collector over the snapshots ``source`` returns."""
 
-    def __init__(self, source: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(self, source: Callable[[], Sequence[Mapping[str, Any]]]) -> None:
         self.source = source
 
     def collect(self) -> Iterator[Metric]:
         yield from _families(self.source())
 
 
-def exposition(source: Callable[[], list[dict[str, Any]]]) -> tuple[bytes, str]:
+def exposition(source: Callable[[], Sequence[Mapping[str, Any]]]) -> tuple[bytes, str]:
     """The Prometheus text of ``source``'s snapshots, and its content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkerCollector(source))
     return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def sum_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every worker's numbers added up (histograms bucket by bucket): the totals a
-    status page shows.  Gauges such as ``accepting`` become counts of workers; the
-    last loop lag and the uptime are the largest."""
-    total: dict[str, Any] = {}
-    for snap in snapshots:
-        for key, value in snap.items():
-            if key in ("worker", "time", "caps", "broker"):
-                continue
-            if key in ("loop_lag_last_s", "uptime_s"):
-                total[key] = max(total.get(key, 0), value)
-            elif isinstance(value, bool | int | float):
-                total[key] = total.get(key, 0) + value
-            elif isinstance(value, dict) and "counts" in value:
-                into = total.setdefault(key, {"bounds": value["bounds"],
-                                              "counts": [0] * len(value["counts"]),
-                                              "sum": 0.0})
-                into["counts"] = [a + b for a, b in zip(into["counts"], value["counts"],
-                                                        strict=True)]
-                into["sum"] += value["sum"]
-            elif isinstance(value, dict):
-                into = total.setdefault(key, {})
-                for name, count in value.items():
-                    into[name] = into.get(name, 0) + count
-    total["workers"] = len(snapshots)
-    return total

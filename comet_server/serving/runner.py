@@ -13,12 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from comet_server import settings
-from comet_server.push.hub import Hub, set_hub
+from comet_server.push.default_hub import set_hub
+from comet_server.push.hub import Hub
 from comet_server.serving.config import ServerConfig
 from comet_server.serving.logs import use_json_logs
-from comet_server.serving.metrics import sum_snapshots
 from comet_server.serving.prefork import Supervisor
 from comet_server.serving.server import CometServer, WSGIApp, listen, raise_fd_limit
+from comet_server.serving.snapshot import sum_snapshots
 
 
 def serve(app: WSGIApp, host: str, port: int, *, config: ServerConfig,

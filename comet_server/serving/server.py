@@ -21,7 +21,7 @@ import resource
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from comet_server.loop import EventLoop
@@ -30,8 +30,9 @@ from comet_server.protocol.acceptor import Acceptor
 from comet_server.protocol.connection import ConnState, HTTPConnection
 from comet_server.protocol.responder import Responder
 from comet_server.protocol.wsgi_environ import base_environ, build_environ
+from comet_server.push.events import Delivery
 from comet_server.push.hub import Hub
-from comet_server.push.waits import STREAM_LIFETIME_JITTER, Delivery, FollowEvents, SocketPlan
+from comet_server.push.waits import STREAM_LIFETIME_JITTER, FollowEvents, SocketPlan
 from comet_server.serving.config import ServerConfig
 from comet_server.serving.exchange import Exchange, Phase, Resumptions, WSGIApp
 from comet_server.serving.metrics import (
@@ -43,6 +44,7 @@ from comet_server.serving.metrics import (
     process_figures,
 )
 from comet_server.serving.pool import WorkerPool
+from comet_server.serving.snapshot import BrokerLink, LiveFigures, ServerStats, WorkerSnapshot
 from comet_server.serving.websocket import WebSocketSession, upgrade_to_websocket
 
 log = logging.getLogger("comet_server.serving.server")
@@ -247,25 +249,39 @@ class CometServer:
 
     # -- stats ----------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        states = Counter(conn.state.value for conn in self.connections)
+    def live_figures(self) -> LiveFigures:
+        """What ``stats()`` and ``snapshot()`` share: read from the live server."""
+        acceptor, pool = self.acceptor, self.pool
+        return LiveFigures(
+            connections=len(self.connections),
+            requests_total=self.requests_total,
+            parked=self.parked,
+            streaming=self.streaming,
+            event_streams=self.following,
+            event_streams_cut_slow=self.slow_streams,
+            websockets=self.websockets,
+            waiters=self.hub.waiting(),
+            published_total=self.hub.published_total,
+            accepting=not acceptor.paused and not acceptor.closed,
+            stopping=self.stopping,
+            body_bytes_held=self.body_bytes,
+            threads=pool.threads,
+            threads_busy=pool.busy,
+            queued=pool.queued,
+            queue_refused_total=pool.refused_total,
+            uptime_s=round(time.time() - self.started_at, 3),
+            cap_hits=dict(acceptor.hits),
+            refused_total={str(k): v for k, v in sorted(self.refused_total.items())},
+        )
+
+    def stats(self) -> ServerStats:
+        """The JSON stats (``/_comet/stats``): the live figures and the caps."""
         acceptor = self.acceptor
-        return {
-            "parked": self.parked,
-            "streaming": self.streaming,
-            "event_streams": self.following,
-            "event_streams_cut_slow": self.slow_streams,
-            "websockets": self.websockets,
-            "connections": len(self.connections),
-            "connections_by_state": dict(states),
-            "requests_total": self.requests_total,
-            "refused_total": {str(k): v for k, v in sorted(self.refused_total.items())},
-            "body_bytes_held": self.body_bytes,
-            "published_total": self.hub.published_total,
-            "waiters": self.hub.waiting(),
-            **self.pool_figures(),
-            "signal_windows_open": self.hub.signal_windows(),
-            "caps": {
+        return ServerStats(
+            **self.live_figures(),
+            connections_by_state=dict(Counter(conn.state.value for conn in self.connections)),
+            signal_windows_open=self.hub.signal_windows(),
+            caps={
                 "max_connections": acceptor.max_connections,
                 "max_connections_per_client": acceptor.max_per_client,
                 "max_body_size": self.limits.max_body,
@@ -277,13 +293,9 @@ class CometServer:
                 "max_queued": self.pool.queue_depth,
                 "signal_window_s": self.config.signal_window,
             },
-            "cap_hits": dict(acceptor.hits),
-            "accepting": not acceptor.paused and not acceptor.closed,
-            "uptime_s": round(time.time() - self.started_at, 3),
-            "stopping": self.stopping,
-        }
+        )
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> WorkerSnapshot:
         """This process's numbers for the metrics (plain JSON: it also goes to the
         snapshot file other workers read)."""
         metrics = self.metrics
@@ -292,52 +304,32 @@ class CometServer:
         waits = self.pool.take_waits()
         if waits:
             metrics.queued_seconds.observe_many(waits)
-        acceptor = self.acceptor
         broker = self.hub.broker
         by_class = metrics.responses_by_class
-        snap: dict[str, Any] = {
-            "worker": self.pid,
-            "time": time.time(),
-            "connections": len(self.connections),
-            "accepted_total": acceptor.accepted_total,
-            "requests_total": self.requests_total,
-            "parked": self.parked,
-            "streaming": self.streaming,
-            "event_streams": self.following,
-            "event_streams_cut_slow": self.slow_streams,
-            "waiters": self.hub.waiting(),
-            "published_total": self.hub.published_total,
-            "delivered_total": self.hub.delivered_total,
-            "bytes_written": metrics.bytes_written,
-            "accepting": int(not acceptor.paused and not acceptor.closed),
-            "stopping": int(self.stopping),
-            "body_bytes_held": self.body_bytes,
-            "uptime_s": round(time.time() - self.started_at, 3),
-            "cap_hits": dict(acceptor.hits),
-            "refused_total": {str(k): v for k, v in sorted(self.refused_total.items())},
-            "responses": {label: by_class[i] for i, label in enumerate(STATUS_CLASSES, 1)},
-            "not_delivered": metrics.not_delivered,
-            "request_seconds": metrics.request_seconds.to_json(),
-            "parked_seconds": metrics.parked_seconds.to_json(),
-            "fanout_seconds": metrics.fanout_seconds.to_json(),
-            "loop_lag_seconds": metrics.loop_lag_seconds.to_json(),
-            "loop_lag_last_s": metrics.last_lag,
-            **self.pool_figures(),
-            "queued_seconds": metrics.queued_seconds.to_json(),
-            "broker": None if broker is None else {
-                "connected": bool(getattr(broker, "connected", True)),
-                "reconnects": int(getattr(broker, "reconnects", 0))},
-            **process_figures(),
-        }
-        return snap
+        rss, fds = process_figures()
+        return WorkerSnapshot(
+            **self.live_figures(),
+            worker=self.pid,
+            time=time.time(),
+            accepted_total=self.acceptor.accepted_total,
+            delivered_total=self.hub.delivered_total,
+            bytes_written=metrics.bytes_written,
+            not_delivered=metrics.not_delivered,
+            responses={label: by_class[i] for i, label in enumerate(STATUS_CLASSES, 1)},
+            rss_bytes=rss,
+            open_fds=fds,
+            loop_lag_last_s=metrics.last_lag,
+            request_seconds=metrics.request_seconds.to_json(),
+            parked_seconds=metrics.parked_seconds.to_json(),
+            fanout_seconds=metrics.fanout_seconds.to_json(),
+            loop_lag_seconds=metrics.loop_lag_seconds.to_json(),
+            queued_seconds=metrics.queued_seconds.to_json(),
+            broker=None if broker is None else BrokerLink(
+                connected=bool(getattr(broker, "connected", True)),
+                reconnects=int(getattr(broker, "reconnects", 0))),
+        )
 
-    def pool_figures(self) -> dict[str, int]:
-        """The pool's figures (stats, metrics, the status page)."""
-        pool = self.pool
-        return {"threads": pool.threads, "threads_busy": pool.busy, "queued": pool.queued,
-                "queue_refused_total": pool.refused_total}
-
-    def worker_snapshots(self) -> list[dict[str, Any]]:
+    def worker_snapshots(self) -> list[Mapping[str, Any]]:
         """Every worker's snapshot: this one's now, the others' from their files."""
         own = self.snapshot()
         return [own, *(self.store.others(self.pid) if self.store else ())]

@@ -56,6 +56,14 @@
     }
     return null;
   }
+  /* A chart line: the p99 of the histogram ``field`` of the total, in ms. */
+  function p99Line(label, color, field) {
+    return {label: label, color: color, value: function (feed, previous) {
+      if (!previous || !previous.running) { return null; }
+      var q = p99(feed.total[field], previous.total[field]);
+      return q === null ? null : q * 1000;
+    }};
+  }
   function brokerText(workers) {
     var withBroker = workers.filter(function (w) { return w.broker; });
     if (!withBroker.length) { return "none"; }
@@ -75,11 +83,13 @@
               value: function (feed) { return feed.total.connections; }}]},
     {key: "parked", title: "Waiting clients",
      what: "Clients the server holds without a thread: long-polls parked until an event, " +
-           "and open event streams.",
+           "open event streams and WebSockets.",
      lines: [{label: "parked long-polls", color: "#137333",
               value: function (feed) { return feed.total.parked; }},
              {label: "event streams", color: "#b04a17",
-              value: function (feed) { return feed.total.streaming; }}]},
+              value: function (feed) { return feed.total.streaming; }},
+             {label: "WebSockets", color: "#2257d6",
+              value: function (feed) { return feed.total.websockets; }}]},
     {key: "deliveries", title: "Deliveries per second",
      what: "Events handed to waiting clients (a long-poll answer or a stream event), " +
            "per second between two readings.",
@@ -98,44 +108,33 @@
      what: "How long requests and renders waited for a free pool thread: the 99th " +
            "percentile between two readings (bucket bound). Near 0 unless every thread " +
            "is busy.",
-     lines: [{label: "queued p99 (ms)", color: "#8e3db8",
-              value: function (feed, previous) {
-                if (!previous || !previous.running) { return null; }
-                var q = p99(feed.total.queued_seconds, previous.total.queued_seconds);
-                return q === null ? null : q * 1000;
-              }}]},
+     lines: [p99Line("queued p99 (ms)", "#8e3db8", "queued_seconds")]},
     {key: "lag", title: "Event-loop lag, p99 of each interval (ms)",
      what: "How late the loop's timer probes ran: the 99th percentile of the probes " +
            "between two readings, rounded up to the bound of its histogram bucket. " +
            "The table's \u201cloop lag\u201d is the single latest probe, exact.",
-     lines: [{label: "lag p99 (ms)", color: "#b4234f",
-              value: function (feed, previous) {
-                if (!previous || !previous.running) { return null; }
-                var q = p99(feed.total.loop_lag_seconds, previous.total.loop_lag_seconds);
-                return q === null ? null : q * 1000;
-              }}]}
+     lines: [p99Line("lag p99 (ms)", "#b4234f", "loop_lag_seconds")]}
   ];
 
-  // value(w, row): w is a worker's snapshot (or the total); row = {name, broker, state}.
+  // show: the snapshot field shown as it is; else value(w, row): w is a worker's snapshot
+  // (or the total); row = {name, broker, state}.
   var COLUMNS = [
     {field: "worker", label: "worker", what: "the worker's process id",
      value: function (w, row) { return row.name; }},
-    {field: "connections", label: "conns", what: "open connections",
-     value: function (w) { return w.connections; }},
+    {field: "connections", label: "conns", what: "open connections", show: "connections"},
     {field: "parked", label: "parked", what: "long-polls waiting for an event",
-     value: function (w) { return w.parked; }},
-    {field: "streams", label: "streams", what: "open event streams",
-     value: function (w) { return w.streaming; }},
+     show: "parked"},
+    {field: "streams", label: "streams", what: "open event streams", show: "streaming"},
     {field: "published", label: "published", what: "events published since start",
-     value: function (w) { return w.published_total; }},
+     show: "published_total"},
     {field: "deliveries", label: "delivered", what: "events delivered to clients since start",
-     value: function (w) { return w.delivered_total; }},
+     show: "delivered_total"},
     {field: "requests", label: "requests", what: "HTTP requests since start",
-     value: function (w) { return w.requests_total; }},
+     show: "requests_total"},
     {field: "5xx", label: "5xx", what: "server-error answers since start",
      value: function (w) { return (w.responses || {})["5xx"] || 0; }},
     {field: "undelivered", label: "undeliv.", what: "events that found a client gone",
-     value: function (w) { return w.not_delivered; }},
+     show: "not_delivered"},
     {field: "rejected", label: "rejected", what: "connections or requests refused at a cap",
      value: function (w) { return sum(w.cap_hits); }},
     {field: "lag", label: "loop lag", what: "lateness of the latest loop probe",
@@ -256,7 +255,7 @@
     COLUMNS.forEach(function (column) {
       var td = document.createElement("td");
       td.setAttribute("data-field", column.field);
-      td.textContent = String(column.value(w, row));
+      td.textContent = String(column.show ? w[column.show] : column.value(w, row));
       if (column.bad && column.bad(w, row)) { td.className = "status-bad"; }
       tr.appendChild(td);
     });
@@ -276,11 +275,11 @@
     var accepting = feed.workers.filter(function (w) {
       return stateText(w) === "accepting";
     }).length;
-    var total = tableRow(feed.total, {
+    var totalRow = tableRow(feed.total, {
       name: "total (" + count + (count === 1 ? " worker)" : " workers)"),
       broker: brokerText(feed.workers), state: accepting + "/" + count + " accepting"});
-    total.id = "status-total";
-    tfoot.appendChild(total);
+    totalRow.id = "status-total";
+    tfoot.appendChild(totalRow);
   }
 
   /* ---- the feed ---- */

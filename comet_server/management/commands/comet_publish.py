@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from comet_server.push.hub import get_hub
+from comet_server.push.default_hub import get_hub
 
 
 class Command(BaseCommand):
