@@ -170,9 +170,9 @@ class Poster:
 @pytest.fixture(scope="module")
 def chat_room(chat_server: ChatServer) -> tuple[ChatServer, str]:
     """Two rooms of their own (the first one is the screenshots' conversation)."""
-    chat_server.create_room("book-club", "Book club", "Reading together, one chapter a week")
+    chat_server.create_room("reading-circle", "Reading circle", "One chapter a week")
     chat_server.create_room("translators", "Translators", "Words that do not travel well")
-    return chat_server, "book-club"
+    return chat_server, "reading-circle"
 
 
 def test_room_page_layout_on_desktop_and_phone(chat_room: tuple[ChatServer, str],
