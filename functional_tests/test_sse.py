@@ -204,11 +204,12 @@ BUFFERED_LOCATION = """\
 
 
 class BufferingNginx(Nginx):
-    """docs/deployment.md's nginx with a location in front of it that buffers and
-    gzips the event streams."""
+    """docs/deployment.md's nginx without its WebSocket lines (the page's socket is
+    refused, so it tries the stream), with a location in front that buffers and gzips
+    the event streams."""
 
     def conf(self) -> str:
-        documented = super().conf()
+        documented = nginx.without_websocket(super().conf())
         marker = "    location ~ ^/(rooms/.*/(updates"
         assert documented.count(marker) == 1, "the documented nginx block changed shape"
         return documented.replace(marker, BUFFERED_LOCATION + marker, 1).replace(

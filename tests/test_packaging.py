@@ -190,6 +190,7 @@ def test_wheel_holds_comet_server_only_with_its_commands(installed: Installed) -
         'Requires-Dist: httptools<1,>=0.6.2',
         "Requires-Dist: prometheus-client<1,>=0.20",
         'Requires-Dist: redis<7,>=5.0; extra == "redis"',
+        "Requires-Dist: websockets<18,>=14",
     ]
     assert "comet-server = comet_server.__main__:main" in entry_points
 

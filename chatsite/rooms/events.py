@@ -46,10 +46,19 @@ class Frame(StrEnum):
     ROOMS = "rooms"  # the lobby's room list
 
 
+class ClientMessage(StrEnum):
+    """The ``type`` of a message a page sends over a room's WebSocket."""
+
+    POST = "post"  # {"type": "post", "text": ...}: a message, as an HTTP post
+    TYPING = "typing"  # {"type": "typing"}: as POST /rooms/<slug>/typing
+
+
 def page_attrs() -> dict[str, str]:
     """The names for the page's script, as ``data-*`` attributes (``data-`` + key):
     ``data-events`` is ``{"frames": {"ready": "ready", ...}, "changes": {"deleted":
-    "deleted", "edited": "edited"}}`` as JSON."""
+    "deleted", "edited": "edited"}, "client": {"post": "post", "typing": "typing"}}``
+    as JSON."""
     names = {"frames": {frame.name.lower(): frame.value for frame in Frame},
-             "changes": {kind.name.lower(): kind.value for kind in sorted(CHANGE_TYPES)}}
+             "changes": {kind.name.lower(): kind.value for kind in sorted(CHANGE_TYPES)},
+             "client": {kind.name.lower(): kind.value for kind in ClientMessage}}
     return {"events": json.dumps(names, separators=(",", ":"))}

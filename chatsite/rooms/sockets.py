@@ -35,7 +35,7 @@ from django.views.decorators.http import require_GET
 
 from chatsite.rooms import access, api, limits, moderation, names, presence, queries, services
 from chatsite.rooms.conf import MAX_BATCH, stream_lifetime
-from chatsite.rooms.events import LOBBY, Frame, room_channel
+from chatsite.rooms.events import LOBBY, ClientMessage, Frame, room_channel
 from chatsite.rooms.identity import current_nick, current_user
 from chatsite.rooms.models import Room
 from chatsite.rooms.stream_frames import (
@@ -61,6 +61,11 @@ def message_of(frame: ServerSentEvent, cursor: int | None) -> str:
         head += f'"id":{cursor},'
     return f'{head}"data":{frame.data}}}'
 
+
+# What a refused client message is told the socket takes.
+CLIENT_MESSAGES = "A message is " + " or ".join(
+    json.dumps(shape) for shape in ({"type": ClientMessage.POST.value, "text": "..."},
+                                    {"type": ClientMessage.TYPING.value})) + "."
 
 @dataclass(frozen=True, slots=True)
 class SocketFrames:
@@ -144,9 +149,8 @@ class RoomMessages:
             _error(socket, 400, "A message is a JSON object.")
             return
         kind = frame.get("type") if isinstance(frame, dict) else None
-        if kind not in ("post", "typing"):
-            _error(socket, 400, 'A message is {"type": "post", "text": ...} or '
-                                '{"type": "typing"}.')
+        if kind not in set(ClientMessage):
+            _error(socket, 400, CLIENT_MESSAGES)
             return
         room = Room.objects.filter(pk=self.room_id).first()
         request = self.visitor.request(frame.get("text"))
@@ -155,7 +159,7 @@ class RoomMessages:
             socket.close(1008, "no such room")
             return
         try:
-            if kind == "post":
+            if kind == ClientMessage.POST:
                 response = api.post(request, room)
                 if response.status_code >= 400:
                     _refusal(socket, response)

@@ -205,6 +205,7 @@
   /* Stream events and long-poll answers (see live.js); messages carry their ids,
    * duplicates are dropped by insertMessage, comet.js keeps the resume point. */
   var FRAMES = window.chatEvents.frames, CHANGES = window.chatEvents.changes;
+  var CLIENT = window.chatEvents.client;
   var POLL = "poll";                     // the long-poll's answer, as one event (below)
   var SOCKET_ERROR = "error";            // a refusal of a post sent over the WebSocket
   var handlers = {};
@@ -282,7 +283,7 @@
   function send() {
     if (sending || heldUntil > Date.now()) { return; }
     var text = $text.val();
-    if (myNick && text.trim() && poller.send({type: "post", text: text})) {
+    if (myNick && text.trim() && poller.send({type: CLIENT.post, text: text})) {
       sentOverSocket = text;
       $text.val("");
       updateCounter();
@@ -355,7 +356,7 @@
     var now = Date.now();
     if (!myNick || !$text.val() || now - lastTypingSent < TYPING_SEND_EVERY_MS) { return; }
     lastTypingSent = now;
-    if (!poller.send({type: "typing"})) {
+    if (!poller.send({type: CLIENT.typing})) {
       $.post(base + "typing", {csrfmiddlewaretoken: csrf});
     }
   });
