@@ -104,6 +104,9 @@ class EventLoop:
         self._timer_queues: dict[float, _TimerQueue] = {}
         self._fatal: BaseException | None = None
         self._thread_id: int | None = None
+        self._stopping = False
+        self._callbacks_run = 0  # callbacks of the current event_base_loop call
+        self._break_after_one = False  # in the GIL-free wait: return after the first
         self._event_cb = ev.event_callback_fn(self._on_event)  # lives as long as the loop
         # call_soon: a queue, an event to activate from the loop thread, and a
         # socketpair that other threads write to (libevent here is not thread-safe).
@@ -122,6 +125,12 @@ class EventLoop:
     # -- callbacks from C ---------------------------------------------------------
 
     def _on_event(self, fd: int, what: int, arg: int | None) -> None:
+        self._callbacks_run += 1
+        if self._break_after_one:
+            # Woken in the GIL-free wait: run this callback, then have the other
+            # ready ones run by the GIL-keeping call (``run``).
+            self._break_after_one = False
+            ev.event_base_loopbreak(self.base)
         try:
             entry = self._handlers.get(arg or 0)
             if entry is None:
@@ -294,16 +303,42 @@ class EventLoop:
         """Run until ``stop()``; re-raise a fatal exception from a callback."""
         self._thread_id = threading.get_ident()
         self._fatal = None
-        ev.event_base_dispatch(self.base)
+        self._stopping = False
+        try:
+            while not self._stopping:
+                # The events ready now, GIL kept: a callback gives the interpreter
+                # away only as any Python code does (switch interval), instead of
+                # each callback queueing for it again on entry (ctypes' callbacks
+                # take the GIL, and with CPU-bound views running every take waits).
+                self._callbacks_run = 0
+                self._turn(ev.event_base_loop_ready, ev.EVLOOP_NONBLOCK)
+                if self._stopping or self._callbacks_run:
+                    continue
+                # Nothing ready: sleep in epoll without the GIL; the first callback
+                # to run breaks the wait, and the next turn runs the rest.
+                self._break_after_one = True
+                try:
+                    self._turn(ev.event_base_loop_waiting, ev.EVLOOP_ONCE)
+                finally:
+                    self._break_after_one = False
+        finally:
+            self._stopping = False
         if self._fatal is not None:
             fatal, self._fatal = self._fatal, None
             raise fatal
+
+    def _turn(self, loop_fn: Callable[[int, int], int], flags: int) -> None:
+        if loop_fn(self.base, flags) < 0:
+            raise OSError("event_base_loop failed")
+        if self._fatal is not None or ev.event_base_got_exit(self.base):
+            self._stopping = True
 
     def stop(self, after: float = 0.0) -> None:
         """Leave ``run()`` (after ``after`` seconds, letting pending writes go out)."""
         if after > 0:
             ev.event_base_loopexit(self.base, byref(ev.timeval.of(after)))
         else:
+            self._stopping = True
             ev.event_base_loopbreak(self.base)
 
     def close(self) -> None:
