@@ -26,6 +26,10 @@ from comet_server import ctypes_event as ev
 log = logging.getLogger("comet_server.loop")
 
 TIMER_BUDGET = 0.02  # seconds of timer callbacks per loop turn, at most
+# Callbacks run in the GIL-free wait before it returns to the GIL-keeping call (run):
+# few enough that a burst of ready events costs few GIL takes, enough that events
+# arriving one at a time rarely pay the extra take of returning.
+BURST_CALLBACKS = 8
 
 
 class Timer:
@@ -106,7 +110,7 @@ class EventLoop:
         self._thread_id: int | None = None
         self._stopping = False
         self._callbacks_run = 0  # callbacks of the current event_base_loop call
-        self._break_after_one = False  # in the GIL-free wait: return after the first
+        self._waiting = False  # in the GIL-free wait (run)
         self._event_cb = ev.event_callback_fn(self._on_event)  # lives as long as the loop
         # call_soon: a queue, an event to activate from the loop thread, and a
         # socketpair that other threads write to (libevent here is not thread-safe).
@@ -126,10 +130,9 @@ class EventLoop:
 
     def _on_event(self, fd: int, what: int, arg: int | None) -> None:
         self._callbacks_run += 1
-        if self._break_after_one:
-            # Woken in the GIL-free wait: run this callback, then have the other
-            # ready ones run by the GIL-keeping call (``run``).
-            self._break_after_one = False
+        if self._waiting and self._callbacks_run == BURST_CALLBACKS:
+            # Many callbacks in the GIL-free wait: a burst; run this one, then let
+            # the GIL-keeping call run the rest (``run``).
             ev.event_base_loopbreak(self.base)
         try:
             entry = self._handlers.get(arg or 0)
@@ -314,13 +317,18 @@ class EventLoop:
                 self._turn(ev.event_base_loop_ready, ev.EVLOOP_NONBLOCK)
                 if self._stopping or self._callbacks_run:
                     continue
-                # Nothing ready: sleep in epoll without the GIL; the first callback
-                # to run breaks the wait, and the next turn runs the rest.
-                self._break_after_one = True
+                # Nothing ready: wait in epoll without the GIL while events come a
+                # few at a time (each callback takes the GIL once, as ctypes does;
+                # returning from the wait costs one more take).  The
+                # BURST_CALLBACKS-th callback breaks the wait: the rest of a burst
+                # (a fan-out's writes) is run by the GIL-keeping call above, not one
+                # take per event.
+                self._waiting = True
+                self._callbacks_run = 0
                 try:
-                    self._turn(ev.event_base_loop_waiting, ev.EVLOOP_ONCE)
+                    self._turn(ev.event_base_loop_waiting, 0)
                 finally:
-                    self._break_after_one = False
+                    self._waiting = False
         finally:
             self._stopping = False
         if self._fatal is not None:
