@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -106,12 +106,12 @@ def round_trip_ms(url: str, samples: int = 200) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def ours(env: dict[str, str], threads: int) -> ServerProcess:
+def ours(env: Mapping[str, str | None], threads: int) -> ServerProcess:
     return ServerProcess(runcomet_argv("--no-access-log", "--threads", str(threads),
                                        *ONE_ADDRESS), name="runcomet", env=env)
 
 
-def gunicorn(env: dict[str, str], threads: int) -> ServerProcess:
+def gunicorn(env: Mapping[str, str | None], threads: int) -> ServerProcess:
     port = free_port()
     return ServerProcess([str(VENV_BIN / "gunicorn"), "-w", "1", "-k", "gthread", "--threads",
                           str(threads), "-b", f"{HOST}:{port}", "--log-level", "warning",
@@ -143,15 +143,16 @@ def measure(server: ServerProcess, path: str, seconds: float, script: Path | Non
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:
     with own_database() as dbname, delay_proxy(args.delay_ms) as proxy_port:
-        base = {**PRODUCTION_ENV, **UNLIMITED_CHAT_ENV, "COMET_BROKER": None,
+        base: dict[str, str | None] = {**PRODUCTION_ENV, **UNLIMITED_CHAT_ENV, "COMET_BROKER": None,
                 "DJANGO_SETTINGS_MODULE": "chatsite.settings"}
         direct = f"postgres://{PG_HOST}:{PG_PORT}/{dbname}"
-        env = {**base, "DATABASE_URL": f"postgres://{HOST}:{proxy_port}/{dbname}"}
+        through_proxy = f"postgres://{HOST}:{proxy_port}/{dbname}"
+        env = {**base, "DATABASE_URL": through_proxy}
         status(f"migrating {dbname}")
         migrate_env = {**os.environ, **base, "DATABASE_URL": direct}
         manage("migrate", "--noinput", timeout=120,
                env={k: v for k, v in migrate_env.items() if v is not None})
-        rtt_direct, rtt_proxy = round_trip_ms(direct), round_trip_ms(env["DATABASE_URL"])
+        rtt_direct, rtt_proxy = round_trip_ms(direct), round_trip_ms(through_proxy)
         status(f"SELECT 1 round trip: {rtt_direct:.2f} ms direct, {rtt_proxy:.2f} ms "
                "through the proxy")
 
