@@ -97,9 +97,12 @@ _LATENCY = re.compile(rb"Latency\s+([\d.]+)(us|ms|s)\b")
 _UNIT_MS = {b"us": 0.001, b"ms": 1.0, b"s": 1000.0}
 
 
-def wrk(url: str, *, seconds: float, connections: int = 50, threads: int = 1) -> dict:
-    """Run wrk; requests/s, mean latency and the error lines it printed."""
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
+def wrk(url: str, *, seconds: float, connections: int = 50, threads: int = 1,
+        script: Path | None = None) -> dict:
+    """Run wrk (with a Lua ``script`` if given); requests/s, mean latency and the error
+    lines it printed."""
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+            *(["-s", str(script)] if script else []), url]
     out = subprocess.run(argv, capture_output=True, timeout=seconds + 30, check=False).stdout
     match = _RPS.search(out)
     if match is None:

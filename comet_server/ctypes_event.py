@@ -45,6 +45,8 @@ EV_WRITE = 0x04
 EV_PERSIST = 0x10
 EV_ET = 0x20  # edge-triggered
 EV_CLOSED = 0x80  # the peer closed (EPOLLRDHUP): noticed without reading its data
+EVLOOP_ONCE = 0x01  # event_base_loop: wait for events once, run them, return
+EVLOOP_NONBLOCK = 0x02  # event_base_loop: run what is ready now, never wait
 
 # -- structures -------------------------------------------------------------------------
 class timeval(Structure):
@@ -74,6 +76,12 @@ P = c_void_p
 event_base_new = _declare("event_base_new", P)
 event_base_free = _declare("event_base_free", None, P)
 event_base_dispatch = _declare("event_base_dispatch", c_int, P, releases_gil=True)
+# event_base_loop twice: waiting for events in epoll lets other threads run (CDLL);
+# running the events already ready keeps the GIL (PyDLL), so the callbacks of one turn
+# do not each queue for it again (see loop.EventLoop.run).
+event_base_loop_waiting = _declare("event_base_loop", c_int, P, c_int, releases_gil=True)
+event_base_loop_ready = _declare("event_base_loop", c_int, P, c_int)
+event_base_got_exit = _declare("event_base_got_exit", c_int, P)
 event_base_loopbreak = _declare("event_base_loopbreak", c_int, P)
 event_base_loopexit = _declare("event_base_loopexit", c_int, P, POINTER(timeval))
 event_new = _declare("event_new", P, P, c_int, c_short, event_callback_fn, P)

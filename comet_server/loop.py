@@ -26,6 +26,10 @@ from comet_server import ctypes_event as ev
 log = logging.getLogger("comet_server.loop")
 
 TIMER_BUDGET = 0.02  # seconds of timer callbacks per loop turn, at most
+# Callbacks run in the GIL-free wait before it returns to the GIL-keeping call (run):
+# few enough that a burst of ready events costs few GIL takes, enough that events
+# arriving one at a time rarely pay the extra take of returning.
+BURST_CALLBACKS = 8
 
 
 class Timer:
@@ -104,6 +108,9 @@ class EventLoop:
         self._timer_queues: dict[float, _TimerQueue] = {}
         self._fatal: BaseException | None = None
         self._thread_id: int | None = None
+        self._stopping = False
+        self._callbacks_run = 0  # callbacks of the current event_base_loop call
+        self._waiting = False  # in the GIL-free wait (run)
         self._event_cb = ev.event_callback_fn(self._on_event)  # lives as long as the loop
         # call_soon: a queue, an event to activate from the loop thread, and a
         # socketpair that other threads write to (libevent here is not thread-safe).
@@ -122,6 +129,11 @@ class EventLoop:
     # -- callbacks from C ---------------------------------------------------------
 
     def _on_event(self, fd: int, what: int, arg: int | None) -> None:
+        self._callbacks_run += 1
+        if self._waiting and self._callbacks_run == BURST_CALLBACKS:
+            # Many callbacks in the GIL-free wait: a burst; run this one, then let
+            # the GIL-keeping call run the rest (``run``).
+            ev.event_base_loopbreak(self.base)
         try:
             entry = self._handlers.get(arg or 0)
             if entry is None:
@@ -294,16 +306,47 @@ class EventLoop:
         """Run until ``stop()``; re-raise a fatal exception from a callback."""
         self._thread_id = threading.get_ident()
         self._fatal = None
-        ev.event_base_dispatch(self.base)
+        self._stopping = False
+        try:
+            while not self._stopping:
+                # The events ready now, GIL kept: a callback gives the interpreter
+                # away only as any Python code does (switch interval), instead of
+                # each callback queueing for it again on entry (ctypes' callbacks
+                # take the GIL, and with CPU-bound views running every take waits).
+                self._callbacks_run = 0
+                self._turn(ev.event_base_loop_ready, ev.EVLOOP_NONBLOCK)
+                if self._stopping or self._callbacks_run:
+                    continue
+                # Nothing ready: wait in epoll without the GIL while events come a
+                # few at a time (each callback takes the GIL once, as ctypes does;
+                # returning from the wait costs one more take).  The
+                # BURST_CALLBACKS-th callback breaks the wait: the rest of a burst
+                # (a fan-out's writes) is run by the GIL-keeping call above, not one
+                # take per event.
+                self._waiting = True
+                self._callbacks_run = 0
+                try:
+                    self._turn(ev.event_base_loop_waiting, 0)
+                finally:
+                    self._waiting = False
+        finally:
+            self._stopping = False
         if self._fatal is not None:
             fatal, self._fatal = self._fatal, None
             raise fatal
+
+    def _turn(self, loop_fn: Callable[[int, int], int], flags: int) -> None:
+        if loop_fn(self.base, flags) < 0:
+            raise OSError("event_base_loop failed")
+        if self._fatal is not None or ev.event_base_got_exit(self.base):
+            self._stopping = True
 
     def stop(self, after: float = 0.0) -> None:
         """Leave ``run()`` (after ``after`` seconds, letting pending writes go out)."""
         if after > 0:
             ev.event_base_loopexit(self.base, byref(ev.timeval.of(after)))
         else:
+            self._stopping = True
             ev.event_base_loopbreak(self.base)
 
     def close(self) -> None:

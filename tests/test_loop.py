@@ -92,3 +92,41 @@ def test_timers_set_in_a_burst_fire_in_one_batch():
     loop.run()
     loop.close()
     assert order == ["timer"] * 100 + ["next turn"]
+
+
+def test_a_burst_of_ready_events_runs_whole_across_the_wait_and_the_gil_keeping_turn():
+    """More readers ready at once than the GIL-free wait runs (BURST_CALLBACKS): the
+    rest of the burst runs in the next turn, none lost or run twice; stop() from a
+    callback of that turn leaves run(), and run() can be entered again."""
+    loop = EventLoop()
+    pairs = [socket.socketpair() for _ in range(40)]
+    seen: list[int] = []
+    stops = []
+
+    def reader(i: int) -> None:
+        pairs[i][0].recv(100)
+        seen.append(i)
+        stops[i]()
+        if len(seen) == len(pairs):
+            loop.stop()
+
+    for i, (a, _) in enumerate(pairs):
+        stops.append(loop.add_reader(a.fileno(), lambda i=i: reader(i)))
+
+    def burst() -> None:
+        for _, b in pairs:
+            b.send(b"x")
+
+    loop.call_later(0.01, lambda: threading.Thread(target=burst).start())
+    safety = loop.call_later(10, loop.stop)  # never reached when it works
+    loop.run()
+    assert sorted(seen) == list(range(len(pairs)))
+    safety.cancel()
+    again: list[str] = []
+    loop.call_later(0.01, lambda: (again.append("ran"), loop.stop(after=0.01)))
+    loop.run()
+    loop.close()
+    for a, b in pairs:
+        a.close()
+        b.close()
+    assert again == ["ran"]
