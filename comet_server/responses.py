@@ -35,7 +35,6 @@ object whose instances compare equal (a frozen dataclass), not a fresh lambda.
 
 from __future__ import annotations
 
-import functools
 import random
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -49,7 +48,7 @@ from django.http.response import ResponseHeaders
 from django.urls import resolve
 
 from comet_server.push.default_hub import get_hub
-from comet_server.push.events import Delivery, Event
+from comet_server.push.events import Delivery, Event, resume_after
 from comet_server.push.sse import ServerSentEvent, comment, retry_field
 from comet_server.push.waits import (
     CometCoroutine,
@@ -59,6 +58,7 @@ from comet_server.push.waits import (
     StreamEnd,
     WaitForEvents,
     frame_all,
+    frame_function,
     iterate_blocking,
 )
 from comet_server.serving.pool import in_pool_thread
@@ -387,7 +387,7 @@ EventRenderer = Callable[[Event], "ServerSentEvent | str | None"]
 
 class _Frames:
     """The bytes an event becomes on an event stream.  One instance per renderer
-    (``_frames_of``), hashed by identity: the server memoises a batch's frames under
+    (``frame_function``), hashed by identity: the server memoises a batch's frames under
     it for every stream, and looks them up once per stream."""
 
     __slots__ = ("render",)
@@ -410,11 +410,6 @@ class _Frames:
         if event.cursor is not None:
             result = replace(result, id=str(event.cursor))
         return result.encode()
-
-
-@functools.lru_cache(maxsize=4096)
-def _frames_of(render: EventRenderer) -> _Frames:
-    return _Frames(render)
 
 
 PING = comment("ping")
@@ -480,14 +475,9 @@ def event_stream(channels: str | Iterable[str], *, after: int | None,
     Under any server other than runcomet the stream holds its thread while open.
     """
     names = _channels(channels)
-    try:
-        frames = _frames_of(render)
-    except TypeError:
-        raise TypeError("event_stream's render must be hashable (a function, or an "
-                        "object that compares and hashes by value)") from None
+    frames = frame_function(_Frames, render, "event_stream")
     replayed = list(replay)
-    cursors = [e.cursor for e in replayed if e.cursor is not None]
-    cursor = max(cursors + ([after] if after is not None else [])) if cursors else after
+    cursor = resume_after(replayed, after)
     if not 0 <= retry_spread < 1:
         raise ValueError(f"retry_spread must be in [0, 1), got {retry_spread!r}")
     spread = retry_spread * (2 * random.random() - 1) if retry_spread else 0.0

@@ -23,7 +23,6 @@ explanation, and a plain GET gets 400: a client falls back to the event stream.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,8 +34,8 @@ from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import is_same_domain
 
-from comet_server.push.hub import Event
-from comet_server.push.waits import SocketHandle, SocketPlan
+from comet_server.push.events import Event, resume_after
+from comet_server.push.waits import SocketHandle, SocketPlan, frame_function
 
 __all__ = ["Socket", "WebSocketResponse", "origin_allowed", "refuse", "websocket"]
 
@@ -95,11 +94,6 @@ class _Payloads:
     def __call__(self, event: Event) -> bytes:
         result = self.render(event)
         return b"" if result is None else _text(result).encode()
-
-
-@functools.lru_cache(maxsize=4096)
-def _payloads_of(render: Callable[[Event], Any]) -> _Payloads:
-    return _Payloads(render)
 
 
 class _OnMessage:
@@ -221,15 +215,9 @@ def websocket(request: HttpRequest, *, channels: str | Iterable[str] = (),
     if names:
         if render is None:
             raise TypeError("websocket() with channels needs a render")
-        try:
-            frame = _payloads_of(render)
-        except TypeError:
-            raise TypeError("websocket's render must be hashable (a function, or an object "
-                            "that compares and hashes by value)") from None
+        frame = frame_function(_Payloads, render, "websocket")
     replayed = list(replay)
-    cursors = [e.cursor for e in replayed if e.cursor is not None]
-    if cursors:
-        after = max(cursors + ([after] if after is not None else []))
+    after = resume_after(replayed, after)
     opening = [_text(message).encode() for message in first]
     if frame is not None:
         opening.extend(frame(event) for event in replayed)

@@ -223,10 +223,10 @@ def test_a_drained_stream_keeps_its_lease_and_writes_nothing(room: Room, monkeyp
     monkeypatch.setattr(presence, "leases", leases)
     leases.take(room, "ann", 300)
     leases.take(room, "bob", 300)
-    streams._closed(room.id, "ann", StreamEnd.DRAIN)
+    streams.stream_closed(room.id, "ann", StreamEnd.DRAIN)
     assert Presence.objects.get(room=room, nick="ann").last_seen \
         > timezone.now() + timedelta(seconds=200)
-    streams._closed(room.id, "bob", None)
+    streams.stream_closed(room.id, "bob", None)
     assert Presence.objects.get(room=room, nick="bob").last_seen <= timezone.now()
 
 

@@ -33,21 +33,20 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.http import require_GET
 
-from chatsite.rooms import access, api, limits, moderation, names, presence, queries, services
-from chatsite.rooms.conf import MAX_BATCH, stream_lifetime
-from chatsite.rooms.events import LOBBY, ClientMessage, Frame, room_channel
+from chatsite.rooms import (
+    access,
+    api,
+    limits,
+    moderation,
+    queries,
+    services,
+    stream_frames,
+    streams,
+)
+from chatsite.rooms.conf import stream_lifetime
+from chatsite.rooms.events import LOBBY, ClientMessage, Frame
 from chatsite.rooms.identity import current_nick, current_user
 from chatsite.rooms.models import Room
-from chatsite.rooms.stream_frames import (
-    LobbyFrames,
-    RoomFrames,
-    changes_frame,
-    dumps,
-    ledger,
-    lobby_snapshot,
-    stored_event,
-)
-from chatsite.rooms.streams import _closed, _cursor
 from comet_server import Event, ServerSentEvent
 from comet_server.sockets import Socket, refuse, websocket
 
@@ -72,7 +71,7 @@ class SocketFrames:
     """A stream render as a socket render (hashable: one message per event for every
     socket of the room, made once)."""
 
-    frames: RoomFrames | LobbyFrames
+    frames: stream_frames.RoomFrames | stream_frames.LobbyFrames
 
     def __call__(self, event: Event) -> str | None:
         frame = self.frames(event)
@@ -185,7 +184,7 @@ def _socket_cursor(request: HttpRequest) -> int | JsonResponse:
     """``?after=`` as the stream reads it; without one, from now (the newest id)."""
     if "after" not in request.GET:
         return queries.latest_message_id()
-    return _cursor(request)
+    return streams.stream_cursor(request)
 
 
 @require_GET
@@ -203,34 +202,19 @@ def room_socket(request: HttpRequest, slug: str) -> HttpResponse:
         changes_after = moderation.changes_cursor(request.GET.get("changes"), room.id)
     except ValueError as exc:
         return refuse(request, JsonResponse({"error": f"changes: {exc}"}, status=400))
-    channel = room_channel(room.slug)
-    missed = queries.messages_after(room.id, after, limit=MAX_BATCH + 1)
-    resync = len(missed) > MAX_BATCH
-    if resync:
-        after, missed = queries.newest_message_id(room.id), []
-    newest = max([after] + [m["id"] for m in missed])
-    render = SocketFrames(RoomFrames(room.id))
-    first = [message_of(ServerSentEvent(dumps({"presence": presence.present_nicks(room.id),
-                                                "cursor": newest}), event=Frame.READY),
-                        None)]
-    changes = moderation.changes_after(room.id, changes_after)
-    if changes:
-        first.append(message_of(changes_frame(changes), None))
-    if resync:
+    start = streams.room_start(room, after, changes_after)
+    first = [message_of(event, None) for event in start.first]
+    if start.resync:
         first.append(message_of(ServerSentEvent("{}", event=Frame.RESYNC), None))
     response = websocket(
-        request, channels=[channel], after=after, render=render, first=first,
-        replay=[stored_event(channel, m) for m in missed],
+        request, channels=[start.channel], after=start.after,
+        render=SocketFrames(stream_frames.RoomFrames(room.id)), first=first, replay=start.replay,
         on_message=RoomMessages(room.id, Visitor.of(request)),
         on_close=partial(_socket_closed, room.id, current_nick(request)),
         lifetime=stream_lifetime())
     if response.status_code == 101:  # accepted: this socket now holds presence
-        nick = current_nick(request)
-        if nick is not None:
-            presence.leases.take(room, nick, stream_lifetime())
-            if current_user(request) is None:
-                names.keep_alive(request, nick)
-        ledger.opened(room.id, newest)
+        streams.take_presence(request, room, stream_lifetime())
+        stream_frames.ledger.opened(room.id, start.newest)
     return response
 
 
@@ -238,7 +222,7 @@ def _socket_closed(room_id: int, nick: str | None, code: int | None) -> None:
     """As a stream's end: a drain (1001) keeps the presence lease."""
     from comet_server import StreamEnd
 
-    _closed(room_id, nick, StreamEnd.DRAIN if code == 1001 else None)
+    streams.stream_closed(room_id, nick, StreamEnd.DRAIN if code == 1001 else None)
 
 
 @require_GET
@@ -250,6 +234,6 @@ def lobby_socket(request: HttpRequest) -> HttpResponse:
     latest = queries.latest_message_id()
     viewer = request.user.pk if request.user.is_authenticated else None
     return websocket(request, channels=[LOBBY], after=max(after, latest),
-                     render=SocketFrames(LobbyFrames(viewer)),
-                     first=[message_of(lobby_snapshot(latest, viewer), None)],
+                     render=SocketFrames(stream_frames.LobbyFrames(viewer)),
+                     first=[message_of(stream_frames.lobby_snapshot(latest, viewer), None)],
                      lifetime=stream_lifetime())

@@ -58,3 +58,10 @@ class Delivery:
 
     events: list[Event]
     memo: dict[Any, Any] = field(default_factory=dict)
+
+
+def resume_after(replayed: list[Event], after: int | None) -> int | None:
+    """Where a stream stands once ``replayed`` (events the view read from its store) are
+    sent: the newest of their cursors and ``after``."""
+    cursors = [e.cursor for e in replayed if e.cursor is not None]
+    return max(cursors + ([after] if after is not None else [])) if cursors else after

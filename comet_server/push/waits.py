@@ -14,11 +14,12 @@ This module knows nothing of HTTP, Django or libevent.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 # Defined with the hub's other types; importable from here too (CHANGELOG).
 from comet_server.push.events import Delivery as Delivery
@@ -275,3 +276,23 @@ def _follow_blocking(wait: FollowEvents, hub: BlockingHub) -> Generator[bytes, N
         elif wait.ping:
             yield wait.ping
     return StreamEnd.LIFETIME
+
+
+_Wrapped = TypeVar("_Wrapped")
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared(wrap: Callable[[Any], _Wrapped], render: Any) -> _Wrapped:
+    return wrap(render)
+
+
+def frame_function(wrap: Callable[[Any], _Wrapped], render: Any, api: str) -> _Wrapped:
+    """``wrap(render)``, one object per renderer for the life of the process: the
+    server memoises a batch's frames under the frame function, so every stream of one
+    renderer shares them.  ``render`` must be hashable (``api`` names the caller in
+    the error)."""
+    try:
+        return _shared(wrap, render)
+    except TypeError:
+        raise TypeError(f"{api}'s render must be hashable (a function, or an object "
+                        "that compares and hashes by value)") from None
