@@ -22,6 +22,13 @@ bench: system-packages-bench setup services
 	$(PY) bench/bench_hostile.py
 	$(PY) bench/bench_sse.py
 	$(PY) bench/bench_sse.py --app chat --streams 1000
+	$(PY) bench/bench_threads.py
+	$(PY) bench/bench_slow_views.py
+	$(PY) bench/bench_chat_db.py
+	$(PY) bench/bench_signals.py
+	$(PY) bench/bench_ws_framing.py
+	$(PY) bench/bench_websocket.py
+	$(PY) bench/bench_autobahn.py
 
 # Style, types, and the layers of README.md's Architecture (no import cycles).
 lint: setup
